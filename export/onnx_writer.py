@@ -1,0 +1,195 @@
+"""Export one module to ONNX without ever materialising its weights twice.
+
+The module is built on the meta device and traced with the dynamo exporter (``optimize=False``:
+the onnxscript optimizer deletes the ``+1e-15`` of linear attention, spec §5.8). The graph is saved
+without initializers; then every initializer the graph uses is read from the checkpoint, one
+tensor at a time, converted to float32 and appended either inline (small graphs) or to a single
+external-data file (graphs over the threshold, and always past protobuf's 2 GB limit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, numpy_helper
+
+from .errors import ExportError
+
+LOG = logging.getLogger(__name__)
+
+OPSET = 18
+INLINE_LIMIT_BYTES = 1 << 30  # graphs with more initializer bytes than this use external data
+PROTOBUF_LIMIT_BYTES = (2 << 30) - (64 << 20)
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    name: str
+    dtype: str
+    dims: tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ExportedGraph:
+    name: str
+    path: Path
+    external_data: Path | None
+    inputs: tuple[IOSpec, ...]
+    outputs: tuple[IOSpec, ...]
+    initializer_bytes: int
+
+
+_ONNX_DTYPE_NAMES = {
+    TensorProto.FLOAT: "float32",
+    TensorProto.INT64: "int64",
+    TensorProto.FLOAT16: "float16",
+    TensorProto.INT32: "int32",
+    TensorProto.BOOL: "bool",
+}
+
+
+def _value_spec(value: onnx.ValueInfoProto) -> IOSpec:
+    tensor_type = value.type.tensor_type
+    dims: list[str | int] = []
+    for dim in tensor_type.shape.dim:
+        dims.append(dim.dim_param if dim.dim_param else int(dim.dim_value))
+    return IOSpec(
+        value.name,
+        _ONNX_DTYPE_NAMES.get(tensor_type.elem_type, str(tensor_type.elem_type)),
+        tuple(dims),
+    )
+
+
+WeightLookup = Callable[[str, tuple[int, ...]], np.ndarray]
+
+
+def export_graph(
+    module: torch.nn.Module,
+    example_args: tuple[Any, ...],
+    *,
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: tuple[Any, ...],
+    weights: WeightLookup,
+    inline_limit: int = INLINE_LIMIT_BYTES,
+) -> ExportedGraph:
+    """Trace ``module`` (meta weights) and write ``path`` with weights from ``weights(name, shape)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                module,
+                example_args,
+                dynamo=True,
+                optimize=False,
+                opset_version=OPSET,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=dynamic_shapes,
+                verbose=False,
+            )
+        except Exception as exc:
+            raise ExportError(f"{path.name}: torch.onnx.export failed: {exc}") from exc
+    graph_ir = program.model.graph
+    initializer_values = dict(graph_ir.initializers)
+    skeleton = path.with_name(path.name + ".skeleton")
+    program.save(str(skeleton), include_initializers=False)
+    model = onnx.load(str(skeleton), load_external_data=False)
+    skeleton.unlink()
+
+    used: set[str] = {name for node in model.graph.node for name in node.input}
+    names = [name for name in initializer_values if name in used]
+    shapes = {name: tuple(int(d) for d in initializer_values[name].shape) for name in names}
+    total = sum(int(np.prod(shape, dtype=np.int64)) * 4 for shape in shapes.values())
+    external = total > min(inline_limit, PROTOBUF_LIMIT_BYTES)
+    data_path = path.with_name(path.name + ".data") if external else None
+
+    del model.graph.initializer[:]
+    handle = data_path.open("wb") if data_path else None
+    try:
+        offset = 0
+        for name in names:
+            value = initializer_values[name]
+            const = value.const_value
+            array = _real_constant(const)
+            if array is None:
+                array = weights(name, shapes[name])
+            if tuple(array.shape) != shapes[name]:
+                raise ExportError(
+                    f"{path.name}: weight {name!r} has shape {array.shape}, graph needs {shapes[name]}"
+                )
+            array = np.ascontiguousarray(array)
+            if handle is None:
+                model.graph.initializer.append(numpy_helper.from_array(array, name=name))
+                continue
+            tensor = TensorProto(
+                name=name, data_type=_onnx_dtype(array.dtype), dims=list(array.shape)
+            )
+            tensor.data_location = TensorProto.EXTERNAL
+            pad = -offset % 64
+            handle.write(b"\0" * pad)
+            offset += pad
+            raw = array.tobytes()
+            handle.write(raw)
+            for key, val in (
+                ("location", data_path.name),
+                ("offset", str(offset)),
+                ("length", str(len(raw))),
+            ):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, val
+            offset += len(raw)
+            model.graph.initializer.append(tensor)
+        if handle is not None:
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        if handle is not None:
+            handle.close()
+    onnx.save_model(model, str(path))
+    onnx.checker.check_model(str(path))
+    inputs = tuple(_value_spec(v) for v in model.graph.input)
+    outputs = tuple(_value_spec(v) for v in model.graph.output)
+    LOG.info(
+        "wrote %s (%.1f MB of weights%s)",
+        path.name,
+        total / 1e6,
+        f", external data {data_path.name}" if data_path else "",
+    )
+    return ExportedGraph(path.stem, path, data_path, inputs, outputs, total)
+
+
+def _real_constant(const: Any) -> np.ndarray | None:
+    """The value of a traced constant that is not a meta placeholder, else None."""
+    if const is None:
+        return None
+    raw = getattr(const, "raw", None)
+    if isinstance(raw, torch.Tensor):
+        if raw.device.type == "meta":
+            return None
+        return raw.detach().cpu().numpy()
+    try:
+        return np.asarray(const.numpy())
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _onnx_dtype(dtype: np.dtype) -> int:
+    mapping = {
+        np.dtype(np.float32): TensorProto.FLOAT,
+        np.dtype(np.int64): TensorProto.INT64,
+        np.dtype(np.float16): TensorProto.FLOAT16,
+        np.dtype(np.int32): TensorProto.INT32,
+        np.dtype(np.bool_): TensorProto.BOOL,
+    }
+    return mapping[np.dtype(dtype)]
