@@ -1,0 +1,52 @@
+"""``lofi-daemon``: generate from a terminal, benchmark, serve JSON-RPC over stdio, install models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .cli_generate import add_bench_parser, add_generate_parser, run_bench, run_generate
+from .errors import LofiError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lofi-daemon", description="Local lofi music generation (ACE-Step v1)."
+    )
+    parser.add_argument("--version", action="version", version=f"lofi-daemon {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_generate_parser(sub)
+    add_bench_parser(sub)
+    sub.add_parser(
+        "serve", help="JSON-RPC 2.0 over stdio (used by the Neovim plugin)", add_help=False
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "serve" in argv[:1]:
+        from .server import serve_main
+
+        return serve_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="lofi-daemon: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "generate":
+            return run_generate(args)
+        return run_bench(args)
+    except LofiError as exc:
+        print(f"lofi-daemon: error: {exc.message}\n  remedy: {exc.remedy}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lofi-daemon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
