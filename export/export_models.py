@@ -40,7 +40,7 @@ from .graphs import (
 from .manifest_writer import write_manifest
 from .modules.conformer import ConformerConfig
 from .modules.transformer import TransformerConfig, unused_checkpoint_key
-from .modules.vocoder import infer_vocoder_config
+from .modules.vocoder import VocoderConfig, infer_vocoder_config
 from .onnx_writer import INLINE_LIMIT_BYTES, ExportedGraph, export_graph
 
 LOG = logging.getLogger(__name__)
@@ -99,9 +99,11 @@ def open_checkpoint(root: Path) -> OpenCheckpoint:
         ) from exc
     check_keys(dcae, dcae_shapes)
 
+    # Only the config is read here; keys and shapes are checked by check_keys, whose errors
+    # name the weights file (infer_vocoder_config would blame config.json for a missing key).
     try:
-        vcfg = infer_vocoder_config(vocoder.config, vocoder.shapes())
-    except ValueError as exc:
+        vcfg = VocoderConfig.from_json_dict(vocoder.config)
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{vocoder.folder / 'config.json'}: {exc}") from exc
     check_keys(vocoder, state_shapes(build_vocoder(vcfg)))
     return OpenCheckpoint(root, transformer, text_encoder, dcae, vocoder, tcfg, ccfg)

@@ -107,23 +107,61 @@ def export_graph(
     model = onnx.load(str(skeleton), load_external_data=False)
     skeleton.unlink()
 
+    transposed = _fold_weight_transposes(model, set(initializer_values))
     used: set[str] = {name for node in model.graph.node for name in node.input}
     names = [name for name in initializer_values if name in used]
     shapes = {name: tuple(int(d) for d in initializer_values[name].shape) for name in names}
+    for out_name, (source, perm) in transposed.items():
+        names.append(out_name)
+        shapes[out_name] = tuple(shapes_of(initializer_values[source])[p] for p in perm)
+        initializer_values[out_name] = _Transposed(initializer_values[source], source, perm)
     total = sum(int(np.prod(shape, dtype=np.int64)) * 4 for shape in shapes.values())
     external = total > min(inline_limit, PROTOBUF_LIMIT_BYTES)
     data_path = path.with_name(path.name + ".data") if external else None
 
     del model.graph.initializer[:]
+    try:
+        _write_initializers(model, names, initializer_values, shapes, weights, path, data_path)
+        onnx.save_model(model, str(path))
+    except OSError as exc:
+        target = exc.filename or (data_path if data_path else path)
+        raise ExportError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+    onnx.checker.check_model(str(path))
+    inputs = tuple(_value_spec(v) for v in model.graph.input)
+    outputs = tuple(_value_spec(v) for v in model.graph.output)
+    LOG.info(
+        "wrote %s (%.1f MB of weights%s)",
+        path.name,
+        total / 1e6,
+        f", external data {data_path.name}" if data_path else "",
+    )
+    return ExportedGraph(path.stem, path, data_path, inputs, outputs, total)
+
+
+def _write_initializers(
+    model: onnx.ModelProto,
+    names: list[str],
+    initializer_values: dict,
+    shapes: dict[str, tuple[int, ...]],
+    weights: WeightLookup,
+    path: Path,
+    data_path: Path | None,
+) -> None:
+    """Append each used initializer, inline or into ``data_path``, reading one weight at a time."""
     handle = data_path.open("wb") if data_path else None
     try:
         offset = 0
         for name in names:
             value = initializer_values[name]
-            const = value.const_value
-            array = _real_constant(const)
-            if array is None:
-                array = weights(name, shapes[name])
+            if isinstance(value, _Transposed):
+                base = _real_constant(value.value.const_value)
+                if base is None:
+                    base = weights(value.source, shapes_of(value.value))
+                array = np.transpose(base, value.perm)
+            else:
+                array = _real_constant(value.const_value)
+                if array is None:
+                    array = weights(name, shapes[name])
             if tuple(array.shape) != shapes[name]:
                 raise ExportError(
                     f"{path.name}: weight {name!r} has shape {array.shape}, graph needs {shapes[name]}"
@@ -156,17 +194,46 @@ def export_graph(
     finally:
         if handle is not None:
             handle.close()
-    onnx.save_model(model, str(path))
-    onnx.checker.check_model(str(path))
-    inputs = tuple(_value_spec(v) for v in model.graph.input)
-    outputs = tuple(_value_spec(v) for v in model.graph.output)
-    LOG.info(
-        "wrote %s (%.1f MB of weights%s)",
-        path.name,
-        total / 1e6,
-        f", external data {data_path.name}" if data_path else "",
-    )
-    return ExportedGraph(path.stem, path, data_path, inputs, outputs, total)
+
+
+@dataclass(frozen=True)
+class _Transposed:
+    """An initializer stored transposed, replacing a Transpose node that only reshuffled a weight."""
+
+    value: Any
+    source: str
+    perm: tuple[int, ...]
+
+
+def shapes_of(value: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in value.shape)
+
+
+def _fold_weight_transposes(
+    model: onnx.ModelProto, initializers: set[str]
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Remove ``Transpose(W)`` nodes whose only input is a weight used nowhere else.
+
+    The weight is then written already transposed under the node's output name, so onnxruntime
+    never has to fold it at load time (which would hold two copies of every linear weight).
+    """
+    consumers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    folded: dict[str, tuple[str, tuple[int, ...]]] = {}
+    keep = []
+    for node in model.graph.node:
+        source = node.input[0] if node.input else ""
+        if node.op_type == "Transpose" and source in initializers and consumers.get(source) == 1:
+            perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), None)
+            if perm is not None:
+                folded[node.output[0]] = (source, perm)
+                continue
+        keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return folded
 
 
 def _real_constant(const: Any) -> np.ndarray | None:

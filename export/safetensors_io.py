@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ExportError
 
 DTYPES: dict[str, torch.dtype] = {
     "F32": torch.float32,
@@ -53,8 +53,12 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
             if len(prefix) < 8:
                 raise CheckpointError(f"{path}: file is truncated (no safetensors header)")
             (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+            if header_len > MAX_HEADER_BYTES:
                 raise CheckpointError(f"{path}: corrupt safetensors header (length {header_len})")
+            if 8 + header_len > size:
+                raise CheckpointError(
+                    f"{path}: file is truncated (header needs {8 + header_len} bytes, file has {size})"
+                )
             raw = handle.read(header_len)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
@@ -128,5 +132,7 @@ def write_streaming(
                     raise ValueError(f"{name}: produced shape {tuple(tensor.shape)} != {shape}")
                 handle.write(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     finally:
         tmp.unlink(missing_ok=True)

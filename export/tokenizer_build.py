@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+from collections import Counter
 from pathlib import Path
 
 from tokenizers import (
@@ -18,7 +20,6 @@ from tokenizers import (
     normalizers,
     pre_tokenizers,
     processors,
-    trainers,
 )
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
@@ -89,18 +90,33 @@ def _corpus() -> list[str]:
     return lines
 
 
-def build_tokenizer(vocab_size: int = 800) -> Tokenizer:
-    tokenizer = Tokenizer(models.Unigram())
+def _vocabulary() -> list[tuple[str, float]]:
+    """Unigram pieces with log-frequency scores, computed (not trained) so that they are the same
+    bytes on every run: the ``tokenizers`` Unigram trainer is not bit-for-bit reproducible.
+
+    Pieces: the special tokens (ids 0, 1, 2), every corpus word with its ``▁`` prefix (trailing
+    commas split off) and every single character, so any corpus text can be segmented.
+    """
+    counts: Counter[str] = Counter()
+    for line in _corpus():
+        for word in line.split():
+            counts["▁" + word.rstrip(",")] += 1
+            counts.update("▁" + word)
+    total = sum(counts.values())
+    pieces = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [(token, 0.0) for token in SPECIAL_TOKENS] + [
+        (piece, math.log(count / total)) for piece, count in pieces
+    ]
+
+
+def build_tokenizer() -> Tokenizer:
+    tokenizer = Tokenizer(
+        models.Unigram(_vocabulary(), unk_id=SPECIAL_TOKENS.index("<unk>"), byte_fallback=False)
+    )
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))  # already ids 0-2; marks them special
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )

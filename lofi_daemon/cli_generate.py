@@ -8,12 +8,12 @@ import logging
 import resource
 import secrets
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 
-from .engine import DecodeSettings, Engine, Progress
+from . import errors
+from .engine import DecodeSettings, Engine, Progress, latent_frames
 from .errors import LofiError
 from .params import CFG_TYPES, FORMATS, SCHEDULERS, GenerationParams
 from .paths import default_models_dir
@@ -41,8 +41,10 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=30.0, help="seconds, 5-240 (default 30)")
     p.add_argument("--steps", type=int, default=27)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--scheduler", default="euler", choices=SCHEDULERS)
-    p.add_argument("--cfg-type", default="apg", choices=CFG_TYPES)
+    # No argparse ``choices`` for these names: an unknown value must fail like every other
+    # invalid parameter (the engine's specific error, exit status 1), not with a usage dump.
+    p.add_argument("--scheduler", default="euler", help=" | ".join(SCHEDULERS))
+    p.add_argument("--cfg-type", default="apg", help=" | ".join(CFG_TYPES))
     p.add_argument("--guidance-scale", type=float, default=15.0)
     p.add_argument("--omega", type=float, default=10.0)
     p.add_argument("--guidance-interval", type=float, default=0.5)
@@ -54,7 +56,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-erg-lyric", action="store_true")
     p.add_argument("--no-erg-diffusion", action="store_true")
     p.add_argument("--initial-noise", type=Path, default=None, help=".npy of shape [1, 8, 16, T]")
-    p.add_argument("--format", default="wav", choices=FORMATS)
+    p.add_argument("--format", default="wav", help=" | ".join(FORMATS))
     p.add_argument("--float", dest="wav_float", action="store_true", help="32-bit float WAV")
     p.add_argument("-o", "--output", type=Path, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -136,7 +138,7 @@ def run_generate(args: argparse.Namespace) -> int:
             noise = np.load(args.initial_noise, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise LofiError(
-                -32013, f"cannot read initial noise {args.initial_noise}: {exc}"
+                errors.INVALID_PARAMETER, f"cannot read initial noise {args.initial_noise}: {exc}"
             ) from exc
     output = args.output or Path(f"lofi-{seed}.{params.format}")
     engine = Engine(
@@ -197,11 +199,20 @@ def run_bench(args: argparse.Namespace) -> int:
     report["providers"] = engine.providers_in_use()
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     if args.checkpoint is not None:
-        from .bench_torch import compare_with_torch
-
-        report["onnx_vs_torch"] = compare_with_torch(args.checkpoint, engine, params)
+        try:
+            from lofi_export.bench_torch import compare_with_torch
+        except ImportError as exc:
+            raise LofiError(
+                errors.INVALID_PARAMETER,
+                f"--checkpoint needs the export extra ({exc}); "
+                'install it with: pip install -e ".[export]"',
+            ) from exc
+        report["onnx_vs_torch"] = compare_with_torch(
+            args.checkpoint,
+            engine.models_dir,
+            frames=latent_frames(args.duration, engine.manifest.constants),
+            provider=args.provider,
+            threads=args.threads,
+        )
     print(json.dumps(report, indent=2))
     return 0
-
-
-_ = threading  # the engine is thread-safe; the CLI runs it on the main thread
