@@ -56,7 +56,11 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-erg-lyric", action="store_true")
     p.add_argument("--no-erg-diffusion", action="store_true")
     p.add_argument("--initial-noise", type=Path, default=None, help=".npy of shape [1, 8, 16, T]")
-    p.add_argument("--format", default="wav", help=" | ".join(FORMATS))
+    p.add_argument(
+        "--format",
+        default=None,
+        help=" | ".join(FORMATS) + " (default: from -o's extension, else wav)",
+    )
     p.add_argument("--float", dest="wav_float", action="store_true", help="32-bit float WAV")
     p.add_argument("-o", "--output", type=Path, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -99,7 +103,7 @@ def _params(args: argparse.Namespace, seed: int) -> GenerationParams:
             "use_erg_tag": not args.no_erg_tag,
             "use_erg_lyric": not args.no_erg_lyric,
             "use_erg_diffusion": not args.no_erg_diffusion,
-            "format": args.format,
+            "format": _output_format(args.format, args.output),
             "wav_subtype": "float" if args.wav_float else "pcm16",
         }
     )
@@ -127,6 +131,24 @@ class ProgressBar:
         if progress.step >= progress.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def _output_format(requested: str | None, output: Path | None) -> str:
+    """The audio format: --format, else the output file's extension, else wav; they must agree."""
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    if suffix == "json":
+        raise LofiError(
+            errors.INVALID_FORMAT,
+            "the output must be an audio file, not .json (the .json sidecar is written next to it)",
+        )
+    if requested is None:
+        return suffix if suffix in FORMATS else "wav"
+    if requested in FORMATS and suffix in FORMATS and suffix != requested:
+        raise LofiError(
+            errors.INVALID_FORMAT,
+            f"--format {requested} does not match the output file extension .{suffix}",
+        )
+    return requested
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -122,7 +122,8 @@ class _GraphRunner:
             return self.session.run(None, feeds)
         except Exception as exc:
             raise LofiError(
-                errors.MODEL_INFERENCE_FAILED, f"{self.graph} failed: {str(exc).splitlines()[0][:300]}"
+                errors.MODEL_INFERENCE_FAILED,
+                f"{self.graph} failed: {str(exc).splitlines()[0][:300]}",
             ) from exc
 
     def first(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -151,7 +152,8 @@ class Engine:
         self._tokenizer: PromptTokenizer | None = None
         self._resident: dict[str, ort.InferenceSession] = {}
         self._providers_used: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one generation at a time
+        self._state_lock = threading.Lock()  # guards what status() reads
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -165,7 +167,9 @@ class Engine:
         return self.manifest.model_version
 
     def providers_in_use(self) -> list[str]:
-        return sorted(self._providers_used) or list(self._providers)
+        """Providers that actually ran (safe to call from another thread during a generation)."""
+        with self._state_lock:
+            return sorted(self._providers_used) or list(self._providers)
 
     def status(self) -> dict:
         try:
@@ -187,11 +191,17 @@ class Engine:
         }
 
     def _session(self, graph: str) -> ort.InferenceSession:
-        session = create_session(self.manifest.graph_path(graph), self._providers, self.threads)
+        session = create_session(
+            self.manifest.graph_path(graph),
+            self._providers,
+            self.threads,
+            strict=self.provider != "auto",
+        )
         got = session.get_providers()
         if self._providers[0] not in got:
             self._providers = [got[0]]  # the preferred provider failed once: stop retrying it
-        self._providers_used.update(got[:1])
+        with self._state_lock:
+            self._providers_used.update(got[:1])
         return session
 
     def _resident_session(self, graph: str) -> ort.InferenceSession:
@@ -218,6 +228,12 @@ class Engine:
     ) -> GenerationResult:
         """Generate one track into ``out_path`` (+ a ``.json`` sidecar). Blocking; one at a time."""
         params.validate()
+        if Path(out_path).suffix.lower() == ".json":
+            raise LofiError(
+                errors.INVALID_FORMAT,
+                f"{out_path}: the audio file cannot be a .json file "
+                "(the sidecar is written next to it)",
+            )
         with self._lock:
             return self._generate(params, Path(out_path), progress, cancel, initial_noise)
 
@@ -244,6 +260,8 @@ class Engine:
                     f"initial noise must be a float array of shape {list(shape)}, "
                     f"got {initial_noise.dtype} {list(initial_noise.shape)}",
                 )
+            if not np.isfinite(initial_noise).all():
+                raise LofiError(errors.INVALID_PARAMETER, "initial noise contains NaN or infinity")
         scheduler = make_scheduler(
             params.scheduler, params.infer_steps, constants["scheduler_shift"]
         )

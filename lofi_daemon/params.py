@@ -152,6 +152,10 @@ def _is_int(value: Any) -> bool:
 def _number(name: str, value: Any, code: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LofiError(code, f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        raise LofiError(code, f"{name} is out of range") from None
+    if not math.isfinite(number):
         raise LofiError(code, f"{name} must be finite, got {value!r}")
-    return float(value)
+    return number

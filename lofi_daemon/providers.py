@@ -8,6 +8,9 @@ warn once, in our own words, instead of letting onnxruntime's C++ log reach the 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import logging
 import threading
 from collections.abc import Sequence
@@ -73,10 +76,41 @@ def _warn_once(key: str, message: str, *args: object) -> None:
     LOG.warning(message, *args)
 
 
-def create_session(path: Path, providers: list[str], threads: int | None) -> ort.InferenceSession:
-    """Create a session; map failures to MODEL_* errors; report what actually runs."""
+_preloaded = False
+
+
+def preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from the ``nvidia-*`` PyPI packages when they are installed (once).
+
+    ``pip install "onnxruntime-gpu[cuda,cudnn]"`` brings those packages; onnxruntime finds their
+    libraries only after ``onnxruntime.preload_dlls()``. Its messages are kept off stdout, which is
+    the daemon's protocol channel.
+    """
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
+        return
+    _preloaded = True
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # noqa: BLE001 - best effort; the session reports what runs
+            LOG.debug("onnxruntime.preload_dlls failed: %s", exc)
+    LOG.debug("preload_dlls: %s", captured.getvalue().strip()[:500])
+
+
+def create_session(
+    path: Path, providers: list[str], threads: int | None, *, strict: bool = False
+) -> ort.InferenceSession:
+    """Create a session; map failures to MODEL_* errors; report what actually runs.
+
+    With ``strict`` (an explicit provider choice), a preferred provider that cannot run is an error
+    instead of a fallback to CPU.
+    """
     if not path.is_file():
         raise LofiError(errors.MODEL_NOT_FOUND, f"model file missing: {path}")
+    if providers[0] == "CUDAExecutionProvider":
+        preload_cuda_libraries()
     # onnxruntime's C++ logger would print provider-loading failures straight to stderr; every
     # failure that matters also raises or shows in get_providers(), and we log it ourselves.
     ort.set_default_logger_severity(4)
@@ -86,19 +120,36 @@ def create_session(path: Path, providers: list[str], threads: int | None) -> ort
         )
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         if len(providers) > 1 and providers[0] != CPU:
+            # Retry on CPU first: a file that CPU cannot load either is a model error, and must
+            # not be reported as a provider failure.
+            session = create_session(path, [CPU], threads)
+            if strict:
+                raise LofiError(
+                    errors.MODEL_LOAD_FAILED,
+                    f"{providers[0]} was requested but could not be initialised: "
+                    f"{str(exc).splitlines()[0][:200]}",
+                    remedy="Use provider=auto or cpu, or fix the GPU libraries (see the README).",
+                ) from exc
             _warn_once(
                 f"fail:{providers[0]}",
                 "%s could not be initialised (%s); falling back to CPU",
                 providers[0],
                 str(exc).splitlines()[0][:200],
             )
-            return create_session(path, [CPU], threads)
+            return session
         raise LofiError(
             errors.MODEL_LOAD_FAILED,
             f"ONNX Runtime cannot load {path.name}: {str(exc).splitlines()[0][:300]}",
             remedy="The file may be corrupt: run :Lofi setup ace-step to repair the installation.",
         ) from exc
     got = session.get_providers()
+    if strict and providers[0] != CPU and providers[0] not in got:
+        raise LofiError(
+            errors.MODEL_LOAD_FAILED,
+            f"{providers[0]} was requested but cannot run here (onnxruntime fell back to {got[0]})",
+            remedy="Install the CUDA 13 and cuDNN 9 libraries (pip install "
+            "'onnxruntime-gpu[cuda,cudnn]'), or use provider=auto or cpu.",
+        )
     if providers[0] != CPU and providers[0] not in got:
         hint = (
             " (CUDA 13 and cuDNN 9 libraries were not found; see README: pip install "

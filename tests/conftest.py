@@ -20,7 +20,11 @@ def run_export(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``lofi-export`` in a subprocess (the installed entry point's module)."""
     return subprocess.run(
         [sys.executable, "-m", "lofi_export", *args],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
