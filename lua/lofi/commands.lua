@@ -1,0 +1,378 @@
+--- The `:Lofi` command: subcommands, argument parsing and completion.
+local errors = require("lofi.errors")
+
+local M = {}
+
+---@param msg string
+---@param level? integer
+local function notify(msg, level)
+  vim.notify("[lofi] " .. msg, level or vim.log.levels.INFO)
+end
+
+---@param err lofi.Error
+local function notify_error(err)
+  notify(errors.format(err), vim.log.levels.ERROR)
+end
+
+--- `key=value` arguments of `:Lofi generate` and how to read their values.
+---@type table<string, {option: string, parse: fun(text: string): any}>
+local generate_keys = {
+  duration = { option = "duration", parse = tonumber },
+  seed = { option = "seed", parse = tonumber },
+  steps = { option = "steps", parse = tonumber },
+  scheduler = {
+    option = "scheduler",
+    parse = function(text)
+      return text
+    end,
+  },
+  format = {
+    option = "format",
+    parse = function(text)
+      return text
+    end,
+  },
+}
+
+local value_choices = {
+  scheduler = { "euler", "heun", "pingpong" },
+  format = { "wav", "flac", "ogg" },
+}
+
+--- Split `:Lofi generate` arguments into options: known `key=value` words become options,
+--- the other words form the prompt.
+---@param args string[]
+---@return lofi.GenerateOpts? opts
+---@return string? err
+function M.parse_generate(args)
+  local opts, words = {}, {}
+  for _, arg in ipairs(args) do
+    local key, value = arg:match("^(%w+)=(.*)$")
+    local spec = key and generate_keys[key]
+    if spec then
+      local parsed = spec.parse(value)
+      if value == "" then
+        return nil, string.format("`%s=` needs a value", key)
+      elseif parsed == nil then
+        return nil, string.format("`%s` must be a number, got %q", key, value)
+      end
+      opts[spec.option] = parsed
+    else
+      words[#words + 1] = arg
+    end
+  end
+  if #words > 0 then
+    opts.prompt = table.concat(words, " ")
+  end
+  return opts, nil
+end
+
+---@param path string
+local function open_log(path)
+  if not vim.uv.fs_stat(path) then
+    notify("no log yet at " .. path, vim.log.levels.WARN)
+    return
+  end
+  vim.cmd.split(vim.fn.fnameescape(path))
+  vim.cmd.normal({ "G", bang = true })
+end
+
+---@param track lofi.Track
+---@return string
+local function format_track(track)
+  local when = track.created_at and os.date("%Y-%m-%d %H:%M", math.floor(track.created_at)) or ""
+  return string.format(
+    "%s  (%.0f s, seed %s)  %s",
+    track.prompt or "?",
+    track.duration_sec or 0,
+    tostring(track.seed),
+    when
+  )
+end
+
+local function show_status()
+  local lofi = require("lofi")
+  local lines = {}
+  local pid = require("lofi.client").pid()
+  lines[#lines + 1] = pid and string.format("daemon: running (pid %d)", pid)
+    or "daemon: not running (starts on first use)"
+  local active = lofi.active()
+  if #active == 0 then
+    lines[#lines + 1] = "generating: nothing"
+  end
+  for _, gen in ipairs(active) do
+    local detail = gen.status
+    if gen.status == "running" then
+      detail = string.format("%d%%", math.floor((gen.percent or 0) + 0.5))
+      if gen.phase then
+        local steps = string.format("%s/%s", gen.step or "?", gen.total_steps or "?")
+        detail = string.format("%s %s %s", detail, gen.phase, steps)
+      end
+    end
+    lines[#lines + 1] = string.format("generating: %s [%s]", gen.prompt, detail)
+  end
+  local playing = require("lofi.player").current()
+  if playing then
+    lines[#lines + 1] = string.format(
+      "%s: %s (pid %d)",
+      playing.paused and "paused" or "playing",
+      playing.track.prompt or playing.track.path,
+      playing.pid
+    )
+  else
+    lines[#lines + 1] = "playing: nothing"
+  end
+  local cfg = require("lofi.config").get()
+  lines[#lines + 1] = "backend: " .. cfg.generate.backend
+  notify(table.concat(lines, "\n"))
+end
+
+---@class lofi.Subcommand
+---@field run fun(args: string[], info: table)
+---@field complete? fun(arglead: string, args: string[]): string[]
+---@field usage string
+
+---@type table<string, lofi.Subcommand>
+M.subcommands = {
+  generate = {
+    usage = "generate {prompt} [duration=N] [seed=N] [steps=N] [scheduler=…] [format=…]",
+    run = function(args)
+      local opts, err = M.parse_generate(args)
+      if not opts then
+        notify_error(errors.new(errors.client.INVALID_OPTION, err --[[@as string]]))
+        return
+      end
+      require("lofi").generate(opts)
+    end,
+    complete = function(arglead)
+      local key = arglead:match("^(%w+)=")
+      if key and value_choices[key] then
+        return vim.tbl_map(function(value)
+          return key .. "=" .. value
+        end, value_choices[key])
+      end
+      local keys = vim.tbl_map(function(name)
+        return name .. "="
+      end, vim.tbl_keys(generate_keys))
+      table.sort(keys)
+      return keys
+    end,
+  },
+  play = {
+    usage = "play [track id or file]",
+    run = function(args)
+      require("lofi").play(args[1])
+    end,
+  },
+  stop = {
+    usage = "stop",
+    run = function()
+      if not require("lofi").stop() then
+        notify("nothing is playing")
+      end
+    end,
+  },
+  pause = {
+    usage = "pause",
+    run = function()
+      local ok, err = require("lofi").pause()
+      if not ok and err then
+        notify_error(err)
+      end
+    end,
+  },
+  resume = {
+    usage = "resume",
+    run = function()
+      local ok, err = require("lofi").resume()
+      if not ok and err then
+        notify_error(err)
+      end
+    end,
+  },
+  cancel = {
+    usage = "cancel [track id]",
+    run = function(args)
+      require("lofi").cancel(args[1])
+    end,
+    complete = function()
+      local ids = {}
+      for _, gen in ipairs(require("lofi").active()) do
+        ids[#ids + 1] = gen.track_id
+      end
+      return ids
+    end,
+  },
+  status = {
+    usage = "status",
+    run = show_status,
+  },
+  tracks = {
+    usage = "tracks",
+    run = function()
+      local lofi = require("lofi")
+      lofi.tracks(function(err, tracks)
+        if err then
+          notify_error(err)
+          return
+        end
+        if not tracks or #tracks == 0 then
+          notify("no tracks yet: :Lofi generate {prompt}")
+          return
+        end
+        local select_opts = { prompt = "lofi tracks", format_item = format_track }
+        vim.ui.select(tracks, select_opts, function(track)
+          if track then
+            lofi.play(track)
+          end
+        end)
+      end)
+    end,
+  },
+  setup = {
+    usage = "setup ace-step",
+    run = function(args)
+      local backend = args[1] or "ace-step"
+      notify("setting up " .. backend .. " …")
+      require("lofi.rpc").request("setup", { backend = backend }, function(err, result)
+        if err and err.code == errors.daemon.METHOD_NOT_FOUND then
+          notify(
+            string.format(
+              "`:Lofi setup` is not available yet in this daemon: run `lofi-daemon setup %s` in "
+                .. "a terminal",
+              backend
+            ),
+            vim.log.levels.WARN
+          )
+        elseif err then
+          notify_error(err)
+        else
+          local message = type(result) == "table" and result.message or "setup finished"
+          notify(tostring(message))
+        end
+      end, { timeout_ms = false })
+    end,
+    complete = function()
+      return { "ace-step" }
+    end,
+  },
+  config = {
+    usage = "config backend {name}",
+    run = function(args)
+      local cfg = require("lofi.config")
+      if args[1] ~= "backend" then
+        notify("usage: :Lofi config backend {name}", vim.log.levels.ERROR)
+        return
+      end
+      local name = args[2]
+      if not name then
+        notify("backend: " .. cfg.get().generate.backend)
+        return
+      end
+      require("lofi").backends(function(err, backends)
+        if err then
+          notify_error(err)
+          return
+        end
+        local names = {}
+        for _, backend in ipairs(backends or {}) do
+          names[#names + 1] = backend.name
+          if backend.name == name then
+            cfg.set("generate", "backend", name)
+            notify(string.format("backend: %s (%s)", name, backend.status or "?"))
+            return
+          end
+        end
+        notify_error(
+          errors.new(
+            errors.daemon.INVALID_BACKEND,
+            string.format("unknown backend %q (available: %s)", name, table.concat(names, ", "))
+          )
+        )
+      end)
+    end,
+    complete = function(_, args)
+      if #args <= 1 then
+        return { "backend" }
+      end
+      return { "ace-step" }
+    end,
+  },
+  log = {
+    usage = "log [daemon|plugin]",
+    run = function(args)
+      local log = require("lofi.log")
+      if args[1] == "plugin" then
+        open_log(log.path())
+      elseif args[1] == nil or args[1] == "daemon" then
+        local file = require("lofi.config").get().daemon.log_file
+        open_log(type(file) == "string" and vim.fn.expand(file) or log.daemon_path())
+      else
+        notify("usage: :Lofi log [daemon|plugin]", vim.log.levels.ERROR)
+      end
+    end,
+    complete = function()
+      return { "daemon", "plugin" }
+    end,
+  },
+}
+
+---@return string[]
+function M.names()
+  local names = vim.tbl_keys(M.subcommands)
+  table.sort(names)
+  return names
+end
+
+--- Run `:Lofi` with the command's arguments.
+---@param info {fargs: string[]}
+function M.run(info)
+  if vim.g.lofi_disable then
+    notify("lofi.nvim is disabled (vim.g.lofi_disable)", vim.log.levels.WARN)
+    return
+  end
+  local name = info.fargs[1]
+  if not name then
+    local usages = vim.tbl_map(function(sub)
+      return "  :Lofi " .. M.subcommands[sub].usage
+    end, M.names())
+    notify("usage:\n" .. table.concat(usages, "\n"))
+    return
+  end
+  local sub = M.subcommands[name]
+  if not sub then
+    notify(
+      string.format("unknown subcommand %q; use one of: %s", name, table.concat(M.names(), ", ")),
+      vim.log.levels.ERROR
+    )
+    return
+  end
+  sub.run(vim.list_slice(info.fargs, 2), info)
+end
+
+--- Completion for `:Lofi`.
+---@param arglead string
+---@param cmdline string
+---@return string[]
+function M.complete(arglead, cmdline)
+  local words = vim.split(vim.trim(cmdline), "%s+")
+  table.remove(words, 1) -- the command itself
+  if arglead ~= "" then
+    table.remove(words) -- the word being completed
+  end
+  local candidates
+  if #words == 0 then
+    candidates = M.names()
+  else
+    local sub = M.subcommands[words[1]]
+    if not sub or not sub.complete then
+      return {}
+    end
+    candidates = sub.complete(arglead, words)
+  end
+  return vim.tbl_filter(function(item)
+    return vim.startswith(item, arglead)
+  end, candidates)
+end
+
+return M

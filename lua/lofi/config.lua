@@ -1,0 +1,348 @@
+--- Options: defaults, validation and merging.
+---
+--- `setup()` validates every option against `schema` (unknown names and wrong types raise an
+--- error that names the option), then merges the user's sections over the defaults. Every call
+--- starts again from the defaults, so calling it twice is safe.
+local M = {}
+
+---@type lofi.Config
+local defaults = {
+  daemon = {
+    cmd = nil,
+    models_dir = nil,
+    cache_dir = nil,
+    log_file = nil,
+    args = {},
+    env = nil,
+    request_timeout_ms = 15000,
+    shutdown_timeout_ms = 3000,
+    backoff_ms = 500,
+    max_backoff_ms = 30000,
+  },
+  generate = {
+    prompt = "lofi hip hop, mellow rhodes piano, vinyl crackle, 80 bpm",
+    duration = 30,
+    steps = 27,
+    seed = nil,
+    scheduler = nil,
+    guidance_scale = nil,
+    format = "wav",
+    backend = "ace-step",
+  },
+  player = {
+    cmd = nil,
+    autoplay = true,
+    loop = false,
+  },
+  progress = {
+    enabled = true,
+    position = "top-right",
+    width = 44,
+    border = "rounded",
+  },
+  notify = true,
+  log = {
+    level = "info",
+  },
+}
+
+local SCHEDULERS = { "euler", "heun", "pingpong" }
+local FORMATS = { "wav", "flac", "ogg" }
+local POSITIONS = { "top-right", "bottom-right", "top-left", "bottom-left" }
+local LOG_LEVELS = { "trace", "debug", "info", "warn", "error", "off" }
+
+--- Option types. A string names one or more types joined by "|", with a trailing "?" for
+--- "may be nil"; `{ one_of = {...}, optional? }` lists the allowed values. Any other table is a
+--- section of options.
+local schema = {
+  daemon = {
+    cmd = "cmd?",
+    models_dir = "string?",
+    cache_dir = "string?",
+    log_file = "string|false?",
+    args = "list",
+    env = "map?",
+    request_timeout_ms = "posint",
+    shutdown_timeout_ms = "posint",
+    backoff_ms = "nonneg",
+    max_backoff_ms = "nonneg",
+  },
+  generate = {
+    prompt = "string",
+    duration = "number",
+    steps = "posint",
+    seed = "nonneg?",
+    scheduler = { one_of = SCHEDULERS, optional = true },
+    guidance_scale = "number?",
+    format = { one_of = FORMATS },
+    backend = "string",
+  },
+  player = {
+    cmd = "cmd?",
+    autoplay = "boolean",
+    loop = "boolean",
+  },
+  progress = {
+    enabled = "boolean",
+    position = { one_of = POSITIONS },
+    width = "posint",
+    border = "string|table",
+  },
+  notify = "boolean",
+  log = {
+    level = { one_of = LOG_LEVELS },
+  },
+}
+
+local type_labels = {
+  string = "a string",
+  boolean = "true or false",
+  number = "a number",
+  nonneg = "a non-negative integer",
+  posint = "a positive integer",
+  list = "a list of strings",
+  cmd = "a non-empty list of strings",
+  map = "a table of string values",
+  table = "a table",
+  ["false"] = "false",
+}
+
+---@param value any
+---@return boolean
+local function is_integer(value)
+  return type(value) == "number" and value == math.floor(value) and value == value
+end
+
+---@param value any
+---@return boolean
+local function is_string_list(value)
+  if type(value) ~= "table" or not vim.islist(value) then
+    return false
+  end
+  for _, item in ipairs(value) do
+    if type(item) ~= "string" then
+      return false
+    end
+  end
+  return true
+end
+
+---@type table<string, fun(value: any): boolean>
+local checks = {
+  string = function(v)
+    return type(v) == "string"
+  end,
+  boolean = function(v)
+    return type(v) == "boolean"
+  end,
+  number = function(v)
+    return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
+  end,
+  nonneg = function(v)
+    return is_integer(v) and v >= 0
+  end,
+  posint = function(v)
+    return is_integer(v) and v >= 1
+  end,
+  list = is_string_list,
+  cmd = function(v)
+    return is_string_list(v) and #v > 0
+  end,
+  map = function(v)
+    if type(v) ~= "table" then
+      return false
+    end
+    for key, item in pairs(v) do
+      if type(key) ~= "string" or type(item) ~= "string" then
+        return false
+      end
+    end
+    return true
+  end,
+  table = function(v)
+    return type(v) == "table"
+  end,
+  ["false"] = function(v)
+    return v == false
+  end,
+}
+
+---@param value any
+---@return string
+local function show(value)
+  if type(value) == "string" then
+    return string.format("%q", value)
+  end
+  return vim.inspect(value, { newline = " ", indent = "" })
+end
+
+--- Check one value against its schema entry.
+---@param name string dotted option name, for the message
+---@param spec string|table
+---@param value any
+---@return string? error
+function M.check_value(name, spec, value)
+  if type(spec) == "table" then
+    if (value == nil and spec.optional) or vim.list_contains(spec.one_of, value) then
+      return nil
+    end
+    local allowed = vim.tbl_map(show, spec.one_of)
+    return string.format(
+      "`%s` must be one of %s, got %s",
+      name,
+      table.concat(allowed, ", "),
+      show(value)
+    )
+  end
+  local optional = spec:sub(-1) == "?"
+  local kinds = vim.split(optional and spec:sub(1, -2) or spec, "|", { plain = true })
+  if value == nil and optional then
+    return nil
+  end
+  for _, kind in ipairs(kinds) do
+    if checks[kind](value) then
+      return nil
+    end
+  end
+  local wanted = vim.tbl_map(function(kind)
+    return type_labels[kind]
+  end, kinds)
+  return string.format("`%s` must be %s, got %s", name, table.concat(wanted, " or "), show(value))
+end
+
+---@param tbl table
+---@return string
+local function key_list(tbl)
+  local keys = vim.tbl_keys(tbl)
+  table.sort(keys)
+  return table.concat(keys, ", ")
+end
+
+--- Validate user options; returns the first problem found, naming the option.
+---@param opts any
+---@return string? error
+function M.validate(opts)
+  if opts == nil then
+    return nil
+  end
+  if type(opts) ~= "table" then
+    return "options must be a table, got " .. type(opts)
+  end
+  local names = vim.tbl_keys(opts)
+  table.sort(names, function(a, b)
+    return tostring(a) < tostring(b)
+  end)
+  for _, key in ipairs(names) do
+    local value = opts[key]
+    local spec = schema[key]
+    if spec == nil then
+      return string.format("unknown option `%s` (valid: %s)", tostring(key), key_list(schema))
+    end
+    local is_section = type(spec) == "table" and spec.one_of == nil
+    if is_section then
+      if type(value) ~= "table" then
+        return string.format("`%s` must be a table, got %s", key, show(value))
+      end
+      local fields = vim.tbl_keys(value)
+      table.sort(fields, function(a, b)
+        return tostring(a) < tostring(b)
+      end)
+      for _, field in ipairs(fields) do
+        local name = key .. "." .. tostring(field)
+        if spec[field] == nil then
+          return string.format("unknown option `%s` (valid in `%s`: %s)", name, key, key_list(spec))
+        end
+        local err = M.check_value(name, spec[field], value[field])
+        if err then
+          return err
+        end
+      end
+    else
+      local err = M.check_value(key, spec, value)
+      if err then
+        return err
+      end
+    end
+  end
+  return nil
+end
+
+--- Merge user options over the defaults (each section key by key; lists are replaced whole).
+---@param opts? lofi.UserConfig
+---@return lofi.Config
+function M.merge(opts)
+  local merged = vim.deepcopy(defaults)
+  for key, value in pairs(opts or {}) do
+    if type(value) == "table" and type(merged[key]) == "table" then
+      for field, item in pairs(value) do
+        merged[key][field] = vim.deepcopy(item)
+      end
+    else
+      merged[key] = vim.deepcopy(value)
+    end
+  end
+  return merged
+end
+
+---@type lofi.Config?
+local current = nil
+
+--- Validate and apply options. Raises an error naming the first invalid option.
+---@param opts? lofi.UserConfig
+---@return lofi.Config
+function M.setup(opts)
+  local err = M.validate(opts)
+  if err then
+    error("lofi.setup: " .. err, 0)
+  end
+  current = M.merge(opts)
+  return current
+end
+
+--- The options in force (the defaults until `setup()` runs).
+---@return lofi.Config
+function M.get()
+  if current == nil then
+    current = M.merge(nil)
+  end
+  return current
+end
+
+--- A copy of the defaults (for the docs and `:checkhealth`).
+---@return lofi.Config
+function M.defaults()
+  return vim.deepcopy(defaults)
+end
+
+--- Every option's dotted name ("daemon.cmd", "notify", ...), sorted (the docs test uses it).
+---@return string[]
+function M.option_names()
+  local names = {}
+  for key, spec in pairs(schema) do
+    if type(spec) == "table" and spec.one_of == nil then
+      for field in pairs(spec) do
+        names[#names + 1] = key .. "." .. field
+      end
+    else
+      names[#names + 1] = key
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+--- Change one option at run time, with the same validation as `setup()`.
+---@param section string
+---@param field string
+---@param value any
+---@return string? error
+function M.set(section, field, value)
+  local err = M.validate({ [section] = { [field] = value } })
+  if err then
+    return err
+  end
+  M.get()[section][field] = value
+  return nil
+end
+
+return M

