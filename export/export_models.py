@@ -79,7 +79,7 @@ def open_checkpoint(root: Path) -> OpenCheckpoint:
         raise CheckpointError(f"{transformer.weights_path}: {exc}") from exc
     try:
         dit = build_transformer(tcfg, ccfg)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:  # TypeError: a config value of the wrong JSON type
         raise CheckpointError(f"{transformer.folder / 'config.json'}: {exc}") from exc
     check_keys(transformer, state_shapes(dit), tolerated=unused_checkpoint_key)
 
