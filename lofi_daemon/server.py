@@ -333,8 +333,6 @@ class DaemonServer:
             raise LofiError(errors.INVALID_PROMPT, "generate needs a prompt")
         try:
             return GenerationParams.from_dict(fields)
-        except OverflowError as exc:
-            raise LofiError(errors.INVALID_PARAMETER, f"a number is out of range: {exc}") from exc
         except TypeError as exc:
             raise LofiError(errors.INVALID_PARAMS, f"invalid parameters: {exc}") from exc
 

@@ -259,7 +259,7 @@ def test_failed_generation_is_reported_and_the_daemon_keeps_serving(
         ({"prompt": "x", "duration_sec": 4.9}, errors.INVALID_DURATION),
         ({"prompt": "x", "duration_sec": 241}, errors.INVALID_DURATION),
         ({"prompt": "x", "duration_sec": "30"}, errors.INVALID_DURATION),
-        ({"prompt": "x", "duration_sec": 10**400}, errors.INVALID_PARAMETER),
+        ({"prompt": "x", "duration_sec": 10**400}, errors.INVALID_DURATION),
         ({"prompt": "x", "infer_steps": 0}, errors.INVALID_INFERENCE_STEPS),
         ({"prompt": "x", "infer_steps": 2.5}, errors.INVALID_INFERENCE_STEPS),
         ({"prompt": "x", "guidance_scale": -1}, errors.INVALID_GUIDANCE_SCALE),
