@@ -28,9 +28,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from . import errors
+from .engine import GenerationResult
 from .errors import LofiError
 from .params import FORMATS, GenerationParams
 
@@ -49,19 +50,7 @@ _TRACK_FILE_RE: Final = re.compile(
 _OWNED_PREFIX_RE: Final = re.compile(rf"\.?(?P<id>[0-9a-f]{{{TRACK_ID_CHARS}}})\b")
 
 
-class GenerationOutput(Protocol):
-    """The parts of the engine's ``GenerationResult`` the cache records."""
-
-    path: Path
-    sidecar_path: Path
-    duration_sec: float
-    sample_rate: int
-    channels: int
-    seed: int
-    params: GenerationParams
-    model_version: str
-    timings: dict[str, float]
-    providers: list[str]
+GenerationOutput = GenerationResult  # what the engine returns and the cache records
 
 
 def is_track_id(value: object) -> bool:

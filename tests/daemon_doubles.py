@@ -20,6 +20,7 @@ import soundfile as sf
 
 from lofi_daemon import errors
 from lofi_daemon.cache import TrackCache
+from lofi_daemon.engine import GenerationResult
 from lofi_daemon.errors import CancelledError, LofiError
 from lofi_daemon.params import GenerationParams
 from lofi_daemon.server import DaemonServer, ServeConfig
@@ -40,18 +41,7 @@ class FakeProgress:
     eta_sec: float | None
 
 
-@dataclass(frozen=True)
-class FakeResult:
-    path: Path
-    sidecar_path: Path
-    duration_sec: float
-    sample_rate: int
-    channels: int
-    seed: int
-    params: GenerationParams
-    model_version: str
-    timings: dict[str, float]
-    providers: list[str]
+FakeResult = GenerationResult  # the fake engine returns the real result type
 
 
 @dataclass
