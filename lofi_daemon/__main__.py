@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .cli_generate import add_bench_parser, add_generate_parser, run_bench, run_generate
+from .cli_setup import add_setup_parser, run_setup_cli
 from .errors import LofiError
 
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
     add_bench_parser(sub)
+    add_setup_parser(sub)
     sub.add_parser(
         "serve", help="JSON-RPC 2.0 over stdio (used by the Neovim plugin)", add_help=False
     )
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return run_generate(args)
+        if args.command == "setup":
+            return run_setup_cli(args)
         return run_bench(args)
     except LofiError as exc:
         print(f"lofi-daemon: error: {exc.message}\n  remedy: {exc.remedy}", file=sys.stderr)
