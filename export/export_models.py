@@ -282,6 +282,7 @@ def export_all_graphs(
                     input_names=["mel"],
                     output_names=["latents"],
                     dynamic_shapes=({0: batch, 3: 8 * mel_blocks},),
+                    output_dims={"latents": {3: "mel_blocks"}},
                     weights=_lookup(dcae_source),
                     inline_limit=inline_limit,
                 )

@@ -82,6 +82,7 @@ def export_graph(
     dynamic_shapes: tuple[Any, ...],
     weights: WeightLookup,
     inline_limit: int = INLINE_LIMIT_BYTES,
+    output_dims: dict[str, dict[int, str]] | None = None,
 ) -> ExportedGraph:
     """Trace ``module`` (meta weights) and write ``path`` with weights from ``weights(name, shape)``."""
     with warnings.catch_warnings():
@@ -107,6 +108,7 @@ def export_graph(
     model = onnx.load(str(skeleton), load_external_data=False)
     skeleton.unlink()
 
+    _name_output_dims(model, output_dims or {})
     transposed = _fold_weight_transposes(model, set(initializer_values))
     used: set[str] = {name for node in model.graph.node for name in node.input}
     names = [name for name in initializer_values if name in used]
@@ -194,6 +196,15 @@ def _write_initializers(
     finally:
         if handle is not None:
             handle.close()
+
+
+def _name_output_dims(model: onnx.ModelProto, output_dims: dict[str, dict[int, str]]) -> None:
+    """Give derived output dims (named ``s<N>`` by the exporter) a meaningful symbolic name."""
+    for value in model.graph.output:
+        for axis, name in output_dims.get(value.name, {}).items():
+            dim = value.type.tensor_type.shape.dim[axis]
+            if not dim.dim_value:
+                dim.dim_param = name
 
 
 @dataclass(frozen=True)
