@@ -212,6 +212,17 @@ class Engine:
     def close(self) -> None:
         self._resident.clear()
 
+    def reload(self) -> None:
+        """Forget the cached manifest, tokenizer and resident sessions (after a new install).
+
+        Waits for a running generation to finish; the next use reads the model directory again.
+        """
+        with self._lock, self._state_lock:
+            self._manifest = None
+            self._tokenizer = None
+            self._resident.clear()
+            self._providers_used.clear()
+
     def _runner(self, graph: str, *, resident: bool = False) -> _GraphRunner:
         session = self._resident_session(graph) if resident else self._session(graph)
         return _GraphRunner(graph, session)

@@ -40,6 +40,7 @@ from .jobs import (
 from .params import MAX_DURATION_SEC, MAX_SEED, MIN_DURATION_SEC, GenerationParams
 from .paths import BACKEND, default_cache_dir, default_log_dir, default_models_dir
 from .rpc import Dispatcher, Handler, MessageWriter, Reply
+from .setup_job import SetupRequest, SetupRunner
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,11 @@ METHODS: Final = {
     "get_backends": "get_backends",
     "tracks.list": "tracks_list",
     "tracks.delete": "tracks_delete",
+    "setup": "setup",
+    "setup.cancel": "setup_cancel",
     "shutdown": "shutdown",
 }
+SETUP_PARAMS: Final = ("backend", "confirm", "checkpoint", "force")
 
 
 class _Terminated(BaseException):
@@ -125,6 +129,7 @@ class DaemonServer:
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         progress_interval_sec: float = PROGRESS_INTERVAL_SEC,
         progress_step_percent: float = PROGRESS_STEP_PERCENT,
+        models_dir: Path | None = None,
     ) -> None:
         self.engine = engine
         self.cache = cache
@@ -138,6 +143,10 @@ class DaemonServer:
             progress_interval_sec=progress_interval_sec,
             progress_step_percent=progress_step_percent,
         )
+        if models_dir is None:
+            engine_dir = getattr(engine, "models_dir", None)
+            models_dir = Path(engine_dir) if engine_dir is not None else default_models_dir()
+        self.setup_runner = SetupRunner(models_dir, self.writer.notify, self._reload_engine)
         self.dispatcher = Dispatcher(self.writer, self.handlers())
         self._stdin = stdin
         self._shutdown: bool | None = None  # cancel_running of a shutdown request
@@ -159,6 +168,7 @@ class DaemonServer:
             reason,
             "cancelling" if cancel_running else "finishing",
         )
+        self._stop_setup()
         self._drain(cancel_running=cancel_running)
         try:
             self.engine.close()
@@ -215,6 +225,19 @@ class DaemonServer:
                 )
                 return
 
+    def _stop_setup(self) -> None:
+        """Cancel a running setup and wait for it (run_setup leaves no half-installed models)."""
+        if not self.setup_runner.cancel():
+            return
+        log.info("cancelling the running setup")
+        if not self.setup_runner.join(CANCEL_GRACE_SEC):
+            log.warning("the setup did not stop in %gs; exiting anyway", CANCEL_GRACE_SEC)
+
+    def _reload_engine(self) -> None:
+        reload = getattr(self.engine, "reload", None)
+        if callable(reload):
+            reload()
+
     # -- handlers ------------------------------------------------------------------------------
 
     def ping(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -244,6 +267,12 @@ class DaemonServer:
                     "generation_complete", complete_payload(entry, cached=True)
                 ),
             )
+        if self.setup_runner.running:
+            raise LofiError(
+                errors.BACKEND_NOT_INSTALLED,
+                "a setup is installing the models; generate again after setup_complete",
+                remedy="Wait for the setup to finish (or cancel it with setup.cancel).",
+            )
         job = Job(
             track_id=track_id,
             params=request,
@@ -270,7 +299,7 @@ class DaemonServer:
 
     def status(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_params(params, (), "status")
-        return self.runner.snapshot()
+        return {**self.runner.snapshot(), "setup": self.setup_runner.snapshot()}
 
     def get_backends(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         _check_params(params, (), "get_backends")
@@ -304,6 +333,22 @@ class DaemonServer:
             raise LofiError(errors.TRACK_NOT_FOUND, f"no cached track {track_id[:64]!r}")
         return {"track_id": track_id, "deleted": True}
 
+    def setup(self, params: dict[str, Any]) -> Reply:
+        request = self._setup_request(params)
+        busy = self.runner.snapshot()
+        if busy["running"] is not None or busy["queue"]:
+            raise LofiError(
+                errors.SETUP_FAILED,
+                "a generation is running or queued; the setup cannot run at the same time",
+                remedy="Wait for the generations to finish (or cancel them), then run the setup.",
+            )
+        launch = self.setup_runner.start(request)
+        return Reply({"status": "started"}, after=launch)
+
+    def setup_cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        _check_params(params, (), "setup.cancel")
+        return {"cancelled": self.setup_runner.cancel()}
+
     def shutdown(self, params: dict[str, Any]) -> Reply:
         _check_params(params, ("cancel_running",), "shutdown")
         cancel_running = params.get("cancel_running", False)
@@ -335,6 +380,28 @@ class DaemonServer:
             return GenerationParams.from_dict(fields)
         except TypeError as exc:
             raise LofiError(errors.INVALID_PARAMS, f"invalid parameters: {exc}") from exc
+
+    @staticmethod
+    def _setup_request(params: dict[str, Any]) -> SetupRequest:
+        _check_params(params, SETUP_PARAMS, "setup")
+        backend = params.get("backend")
+        if not isinstance(backend, str):
+            raise LofiError(errors.INVALID_PARAMS, f"setup needs a string backend ({BACKEND!r})")
+        if backend != BACKEND:
+            shown = repr(backend)[:60]
+            raise LofiError(errors.INVALID_BACKEND, f"unknown backend {shown}; use {BACKEND!r}")
+        for name in ("confirm", "force"):
+            if not isinstance(params.get(name, False), bool):
+                raise LofiError(errors.INVALID_PARAMS, f"{name} must be true or false")
+        checkpoint = params.get("checkpoint")
+        if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
+            raise LofiError(errors.INVALID_PARAMS, "checkpoint must be a folder path (a string)")
+        return SetupRequest(
+            backend=backend,
+            confirm=params.get("confirm", False),
+            checkpoint=Path(checkpoint).expanduser() if checkpoint is not None else None,
+            force=params.get("force", False),
+        )
 
     def _engine_status(self) -> dict[str, Any]:
         try:
@@ -531,7 +598,12 @@ def serve_main(
         sys.stderr.write(f"lofi-daemon: {exc}\n{exc.remedy}\n")
         return 1
     server = DaemonServer(
-        engine, cache, stdin=sys.stdin.buffer, stdout=protocol_out, queue_limit=config.queue_limit
+        engine,
+        cache,
+        stdin=sys.stdin.buffer,
+        stdout=protocol_out,
+        queue_limit=config.queue_limit,
+        models_dir=config.models_dir,
     )
     server.install_signal_handlers()
     try:

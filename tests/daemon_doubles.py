@@ -345,8 +345,15 @@ def serve_command(*args: str, fake_engine: bool = False) -> list[str]:
 class DaemonProcess:
     """A daemon subprocess with a client attached; stderr goes to ``stderr_path``."""
 
-    def __init__(self, args: list[str], *, stderr_path: Path, fake_engine: bool = False) -> None:
-        env = dict(os.environ)
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        stderr_path: Path,
+        fake_engine: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
         )

@@ -27,6 +27,8 @@ KNOWN_METHODS = [
     "get_backends",
     "tracks.list",
     "tracks.delete",
+    "setup",
+    "setup.cancel",
 ]  # shutdown is left out: it would end the run
 GENERATE_FIELDS = [
     "prompt",
@@ -268,6 +270,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
             "WARNING",
         ],
         stderr_path=root / "stderr.txt",
+        # setup needs backend "ace-step", which the random params do not produce; should one
+        # start anyway, no hub is reachable and nothing is installed without confirm.
+        env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"},
     )
     yield proc
     proc.kill()

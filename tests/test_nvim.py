@@ -1,8 +1,9 @@
 """The Neovim plugin's Lua suite, run in a real headless Neovim against the real daemon.
 
 ``nvim -l tests/lua/runner.lua`` runs every ``tests/lua/*_spec.lua`` with the XDG folders in a
-temporary directory and the tiny models from the session fixture; this test passes when the
-runner exits with 0 and reports no failure.
+temporary directory, the tiny models and checkpoint from the session fixtures, and a fake hub
+(``HF_ENDPOINT``) serving that checkpoint for ``:Lofi setup``; this test passes when the runner
+exits with 0 and reports no failure.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_hub import FakeHub
+
+from lofi_daemon.setup import REPO_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "tests" / "lua" / "runner.lua"
@@ -31,11 +35,11 @@ def find_nvim() -> str:
     return found
 
 
-def lua_env(tmp_path: Path, models: Path) -> dict[str, str]:
+def lua_env(tmp_path: Path, models: Path, checkpoint: Path, hub_url: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("XDG_", "NVIM", "VIM", "LOFI_"))
+        if not key.startswith(("XDG_", "NVIM", "VIM", "LOFI_", "HF_"))
     }
     for name in ("CONFIG", "DATA", "STATE", "CACHE"):
         folder = tmp_path / f"xdg-{name.lower()}"
@@ -46,6 +50,10 @@ def lua_env(tmp_path: Path, models: Path) -> dict[str, str]:
     pythonpath = os.environ.get("PYTHONPATH")
     env.update(
         LOFI_TEST_MODELS=str(models),
+        LOFI_TEST_CHECKPOINT=str(checkpoint),
+        # The daemon's setup downloads from the fake hub, never from huggingface.co.
+        HF_ENDPOINT=hub_url,
+        HF_HOME=str(tmp_path / "hf-home"),
         LOFI_TEST_CACHE=str(cache),
         LOFI_TEST_PYTHON=sys.executable,
         PYTHONPATH=f"{ROOT}{os.pathsep}{pythonpath}" if pythonpath else str(ROOT),
@@ -54,16 +62,17 @@ def lua_env(tmp_path: Path, models: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_lua_suite(tmp_path: Path, tiny_models: Path) -> None:
-    result = subprocess.run(
-        [find_nvim(), "-l", str(RUNNER)],
-        check=False,
-        cwd=ROOT,
-        env=lua_env(tmp_path, tiny_models),
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT_SEC,
-    )
+def test_lua_suite(tmp_path: Path, tiny_models: Path, tiny_checkpoint: Path) -> None:
+    with FakeHub(tiny_checkpoint, REPO_ID) as hub:
+        result = subprocess.run(
+            [find_nvim(), "-l", str(RUNNER)],
+            check=False,
+            cwd=ROOT,
+            env=lua_env(tmp_path, tiny_models, tiny_checkpoint, hub.url),
+            capture_output=True,
+            text=True,
+            timeout=SUITE_TIMEOUT_SEC,
+        )
     output = f"{result.stdout}\n--- stderr ---\n{result.stderr}"
     summary = re.search(r"^(\d+) passed, (\d+) failed$", result.stdout, re.MULTILINE)
     assert summary, f"no summary line from the Lua runner:\n{output}"

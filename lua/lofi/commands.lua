@@ -67,6 +67,30 @@ function M.parse_generate(args)
   return opts, nil
 end
 
+--- `:Lofi setup` arguments: the backend, `checkpoint=DIR`, and the flags `force` and `yes`.
+---@param args string[]
+---@return lofi.SetupOpts? opts
+---@return string? err
+function M.parse_setup(args)
+  local opts = { backend = "ace-step" }
+  for i, arg in ipairs(args) do
+    local key, value = arg:match("^(%w+)=(.*)$")
+    if key == "checkpoint" then
+      if value == "" then
+        return nil, "`checkpoint=` needs a folder"
+      end
+      opts.checkpoint = value
+    elseif arg == "force" or arg == "yes" then
+      opts[arg] = true
+    elseif i == 1 and not key then
+      opts.backend = arg
+    else
+      return nil, string.format("unknown setup argument %q (use checkpoint=DIR, force, yes)", arg)
+    end
+  end
+  return opts, nil
+end
+
 ---@param path string
 local function open_log(path)
   if not vim.uv.fs_stat(path) then
@@ -230,30 +254,51 @@ M.subcommands = {
     end,
   },
   setup = {
-    usage = "setup ace-step",
+    usage = "setup ace-step [checkpoint=DIR] [force] [yes] | setup cancel",
     run = function(args)
-      local backend = args[1] or "ace-step"
+      if args[1] == "cancel" then
+        require("lofi").cancel_install(function(err, cancelled)
+          if err then
+            notify_error(err)
+          elseif not cancelled then
+            notify("no setup is running")
+          end
+        end)
+        return
+      end
+      local opts, err = M.parse_setup(args)
+      if not opts then
+        notify_error(errors.new(errors.client.INVALID_OPTION, err --[[@as string]]))
+        return
+      end
+      local backend = opts.backend
       notify("setting up " .. backend .. " …")
-      require("lofi.rpc").request("setup", { backend = backend }, function(err, result)
-        if err and err.code == errors.daemon.METHOD_NOT_FOUND then
+      require("lofi").install(opts, function(setup_err, result)
+        if setup_err and setup_err.code == errors.daemon.METHOD_NOT_FOUND then
           notify(
             string.format(
-              "`:Lofi setup` is not available yet in this daemon: run `lofi-daemon setup %s` in "
+              "`:Lofi setup` is not available in this daemon: run `lofi-daemon setup %s` in "
                 .. "a terminal",
               backend
             ),
             vim.log.levels.WARN
           )
-        elseif err then
-          notify_error(err)
-        else
-          local message = type(result) == "table" and result.message or "setup finished"
-          notify(tostring(message))
+        elseif setup_err and setup_err.code == errors.daemon.GENERATION_CANCELLED then
+          notify("setup cancelled; run it again to resume", vim.log.levels.WARN)
+        elseif setup_err then
+          notify_error(setup_err)
+        elseif result then
+          local what = result.already_installed and "already installed and verified"
+            or "installed"
+          notify(string.format("%s %s in %s", backend, what, tostring(result.models_dir)))
         end
-      end, { timeout_ms = false })
+      end)
     end,
-    complete = function()
-      return { "ace-step" }
+    complete = function(arglead, args)
+      if #args <= 1 and not arglead:find("=") then
+        return { "ace-step", "cancel" }
+      end
+      return { "checkpoint=", "force", "yes" }
     end,
   },
   config = {

@@ -12,6 +12,10 @@ M.patterns = {
   generation_error = "LofiGenerationError",
   generation_cancelled = "LofiGenerationCancelled",
   daemon_exit = "LofiDaemonExit",
+  setup_progress = "LofiSetupProgress",
+  setup_complete = "LofiSetupComplete",
+  setup_error = "LofiSetupError",
+  setup_cancelled = "LofiSetupCancelled",
 }
 
 ---@type table<string, table<integer, fun(data: table)>>

@@ -37,7 +37,22 @@ local state = {
   order = {},
   ---@type lofi.Track?
   last_track = nil,
+  ---@type lofi.SetupJob? the model installation in progress
+  setup = nil,
 }
+
+---@class lofi.SetupOpts
+---@field backend? string default "ace-step"
+---@field checkpoint? string a local checkpoint folder (offline install, no download)
+---@field force? boolean reinstall even when a valid installation is present
+---@field yes? boolean agree to the download without asking
+
+---@class lofi.SetupJob
+---@field opts lofi.SetupOpts
+---@field cb? fun(err: lofi.Error?, result: table?)
+---@field phase? string
+---@field shown_percent number
+---@field shown_at number
 
 ---@param msg string
 ---@param level? integer
@@ -205,6 +220,139 @@ local on_notification = {
   end,
 }
 
+--- Sizes in the confirmation prompt are in GB (decimal, as download sizes are quoted).
+---@param count? number
+---@return string
+local function gigabytes(count)
+  if type(count) ~= "number" then
+    return "?"
+  end
+  return string.format("%.2f GB", count / 1e9)
+end
+
+--- End the setup in progress: run its callback once (or show an error nobody handles).
+---@param err lofi.Error?
+---@param result table?
+local function finish_setup(err, result)
+  local job = state.setup
+  state.setup = nil
+  if not job then
+    return
+  end
+  if job.cb then
+    local ok, cb_err = pcall(job.cb, err, result)
+    if not ok then
+      log.error("an install() callback failed: %s", cb_err)
+      notify("an install() callback failed: " .. tostring(cb_err), vim.log.levels.ERROR)
+    end
+  elseif err then
+    notify(errors.format(err), vim.log.levels.ERROR)
+  end
+end
+
+--- Send `setup` for the job in progress.
+---@param job lofi.SetupJob
+---@param confirm boolean
+local function request_setup(job, confirm)
+  local params = { backend = job.opts.backend or "ace-step", confirm = confirm }
+  if job.opts.checkpoint then
+    params.checkpoint = vim.fn.fnamemodify(vim.fn.expand(job.opts.checkpoint), ":p")
+  end
+  if job.opts.force then
+    params.force = true
+  end
+  require("lofi.rpc").request("setup", params, function(err)
+    if err and state.setup == job then
+      finish_setup(err, nil)
+    end
+  end)
+end
+
+--- Ask before downloading: the sizes come from the daemon's `setup_confirm`.
+---@param job lofi.SetupJob
+---@param params table
+local function confirm_download(job, params)
+  local prompt = string.format(
+    "lofi.nvim: download %s and export about %s of ONNX models into %s? (%s free)",
+    gigabytes(params.remaining_bytes),
+    gigabytes(params.export_bytes),
+    tostring(params.models_dir or "the model directory"),
+    gigabytes(params.free_bytes)
+  )
+  local choices = { "Yes, download and install", "No" }
+  vim.ui.select(choices, { prompt = prompt }, function(choice)
+    if state.setup ~= job then
+      return
+    end
+    if choice == choices[1] then
+      request_setup(job, true)
+    else
+      finish_setup(
+        errors.new(
+          errors.daemon.SETUP_FAILED,
+          "the download was declined; nothing was downloaded or installed",
+          { remedy = "Run :Lofi setup ace-step again, or give a local checkpoint=DIR." }
+        ),
+        nil
+      )
+    end
+  end)
+end
+
+--- Show setup progress with vim.notify: at each new phase, then at most every 25 points or
+--- 5 seconds.
+---@param job lofi.SetupJob
+---@param params table
+local function show_setup_progress(job, params)
+  local percent = tonumber(params.percent) or 0
+  local now = vim.uv.now()
+  local new_phase = params.phase ~= job.phase
+  if not new_phase and percent < 100 and percent - job.shown_percent < 25 then
+    if now - job.shown_at < 5000 then
+      return
+    end
+  end
+  job.phase, job.shown_percent, job.shown_at = params.phase, percent, now
+  if config.get().notify then
+    local message = params.message or ""
+    notify(string.format("setup: %s %d%% %s", params.phase, math.floor(percent), message))
+  end
+end
+
+---@type table<string, fun(params: table)>
+local on_setup_notification = {
+  setup_progress = function(params)
+    local job = state.setup
+    if job then
+      show_setup_progress(job, params)
+    end
+    events.emit("setup_progress", params)
+  end,
+  setup_confirm = function(params)
+    local job = state.setup
+    if not job then
+      return
+    end
+    if job.opts.yes then
+      request_setup(job, true)
+    else
+      confirm_download(job, params)
+    end
+  end,
+  setup_complete = function(params)
+    events.emit("setup_complete", params)
+    finish_setup(nil, params)
+  end,
+  setup_error = function(params)
+    events.emit("setup_error", params)
+    finish_setup(errors.from_notification(params), nil)
+  end,
+  setup_cancelled = function(params)
+    events.emit("setup_cancelled", params)
+    finish_setup(errors.new(errors.daemon.GENERATION_CANCELLED, "the setup was cancelled"), nil)
+  end,
+}
+
 ---@param proc lofi.Process
 local function on_daemon_exit(proc)
   local client = require("lofi.client")
@@ -236,6 +384,17 @@ local function on_daemon_exit(proc)
     end
   end
   refresh_progress()
+  if state.setup then
+    local err = errors.new(errors.client.DAEMON_EXITED, reason)
+    events.emit("setup_error", {
+      backend = state.setup.opts.backend or "ace-step",
+      code = err.code,
+      name = err.name,
+      message = err.message,
+      remedy = err.remedy,
+    })
+    finish_setup(err, nil)
+  end
   if not proc.stopping and #ids == 0 then
     notify(reason, vim.log.levels.WARN)
   end
@@ -244,8 +403,11 @@ end
 require("lofi.rpc").set_handlers({
   notification = function(method, params)
     local handler = on_notification[method]
+    local setup_handler = on_setup_notification[method]
     if handler and type(params.track_id) == "string" then
       handler(params)
+    elseif setup_handler and type(params.backend) == "string" then
+      setup_handler(params)
     else
       log.debug("ignoring notification %s", method)
     end
@@ -484,6 +646,47 @@ function M.delete_track(track_id, cb)
       notify(errors.format(err), vim.log.levels.WARN)
     end
   end)
+end
+
+--- Install a backend's models through the daemon: download (after asking, unless
+--- `opts.yes`), export to ONNX, verify. Progress fires `LofiSetupProgress`; the end fires
+--- `LofiSetupComplete` or `LofiSetupError` and calls `cb` once. A declined download calls
+--- `cb` with a SETUP_FAILED error and installs nothing.
+---@param opts? lofi.SetupOpts
+---@param cb? fun(err: lofi.Error?, result: table?) result: `setup_complete`'s params
+function M.install(opts, cb)
+  opts = opts or {}
+  if state.setup then
+    local err = errors.new(errors.daemon.SETUP_FAILED, "a setup is already running")
+    if cb then
+      cb(err, nil)
+    else
+      notify(errors.format(err), vim.log.levels.WARN)
+    end
+    return
+  end
+  ---@type lofi.SetupJob
+  local job = { opts = opts, cb = cb, shown_percent = -100, shown_at = 0 }
+  state.setup = job
+  request_setup(job, opts.yes == true)
+end
+
+--- Cancel the setup in progress (its callback then gets GENERATION_CANCELLED).
+---@param cb? fun(err: lofi.Error?, cancelled: boolean?)
+function M.cancel_install(cb)
+  require("lofi.rpc").request("setup.cancel", nil, function(err, result)
+    if cb then
+      cb(err, type(result) == "table" and result.cancelled == true)
+    elseif err then
+      notify(errors.format(err), vim.log.levels.WARN)
+    end
+  end)
+end
+
+--- True while a setup started by `install()` has not ended.
+---@return boolean
+function M.installing()
+  return state.setup ~= nil
 end
 
 --- The backends the daemon offers, with their status and execution providers.

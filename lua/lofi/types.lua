@@ -116,3 +116,7 @@
 ---| "generation_error"
 ---| "generation_cancelled"
 ---| "daemon_exit"
+---| "setup_progress"
+---| "setup_complete"
+---| "setup_error"
+---| "setup_cancelled"

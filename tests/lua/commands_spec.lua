@@ -2,17 +2,16 @@
 local t = require("lofi_test")
 
 t.describe(":Lofi with a daemon", function()
-  t.it("setup says it is not available yet instead of pretending", function()
+  t.it("setup of an installed backend verifies it and says so", function()
     require("lofi").setup(t.config())
     local messages = t.capture_notify()
     vim.cmd("Lofi setup ace-step")
-    t.wait(30000, function()
+    t.wait(60000, function()
       return #messages >= 2
     end, "the setup answer")
     local last = messages[#messages]
-    t.eq(last.level, vim.log.levels.WARN)
-    t.contains(last.msg, "not available yet")
-    t.contains(last.msg, "lofi-daemon setup ace-step")
+    t.eq(last.level, vim.log.levels.INFO)
+    t.contains(last.msg, "ace-step already installed and verified in " .. t.env("LOFI_TEST_MODELS"))
   end)
 
   t.it("config backend checks the name against the daemon's backends", function()
