@@ -399,36 +399,37 @@ class Engine:
         dcae = self._runner("dcae_decoder", resident=True)
         vocoder = self._runner("vocoder", resident=True)
         z = latents_to_dcae_input(latents, constants["dcae_scale"], constants["dcae_shift"])
-
-        def next_window() -> None:
-            tracker.check_cancel()
-
-        scale = constants["mel_frames_per_latent_frame"]
-        pieces = []
-        for piece in run_windowed(
+        mel_n = self._windowed(
             lambda x: dcae.first({"latents": x}),
             z,
             dcae_windows,
-            scale,
-            next_window,
-        ):
-            pieces.append(piece)
-            tracker.advance("decode")
-        mel = denormalize_mel(
-            np.concatenate(pieces, axis=-1)[0], constants["mel_min"], constants["mel_max"]
+            constants["mel_frames_per_latent_frame"],
+            tracker,
         )
-        hop = constants["vocoder_hop_length"]
-        waves = []
-        for piece in run_windowed(
+        mel = denormalize_mel(mel_n[0], constants["mel_min"], constants["mel_max"])
+        wave = self._windowed(
             lambda m: vocoder.first({"mel": m}),
             mel,
             vocoder_windows,
-            hop,
-            next_window,
-        ):
-            waves.append(piece)
+            constants["vocoder_hop_length"],
+            tracker,
+        )
+        return wave[:, 0, :].astype(np.float32)  # [2 channels, N]
+
+    @staticmethod
+    def _windowed(
+        run: Callable[[np.ndarray], np.ndarray],
+        x: np.ndarray,
+        windows: list,
+        scale: int,
+        tracker: _ProgressTracker,
+    ) -> np.ndarray:
+        """Run ``run`` over the windows (cancel checked before each) and join the kept pieces."""
+        pieces = []
+        for piece in run_windowed(run, x, windows, scale, tracker.check_cancel):
+            pieces.append(piece)
             tracker.advance("decode")
-        return np.concatenate(waves, axis=-1)[:, 0, :].astype(np.float32)  # [2 channels, N]
+        return np.concatenate(pieces, axis=-1)
 
     def _write(
         self,

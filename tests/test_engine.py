@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import soundfile as sf
+from model_damage import corrupt_keep_size, truncate
 
 import lofi_daemon.engine as engine_module
 from lofi_daemon import errors
@@ -613,22 +614,10 @@ def damaged_copy(tiny_models: Path, target: Path, damage: Callable[[Path], None]
     return target
 
 
-def overwrite_header(path: Path) -> None:
-    """Corrupt the file and keep its size, so only ONNX Runtime can notice."""
-    data = bytearray(path.read_bytes())
-    data[:4096] = b"\xff" * 4096
-    path.write_bytes(bytes(data))
-
-
-def truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
 @pytest.mark.parametrize(
     ("damage", "fragments"),
     [
-        (overwrite_header, ["denoiser.onnx", "cannot load"]),
+        (corrupt_keep_size, ["denoiser.onnx", "cannot load"]),
         (truncate, ["denoiser.onnx", "bytes", "manifest"]),
     ],
     ids=["corrupt", "truncated"],

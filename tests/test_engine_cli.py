@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from model_damage import corrupt_keep_size, truncate
 
 from lofi_daemon.manifest import load_manifest
 from lofi_daemon.params import GenerationParams
@@ -211,17 +212,6 @@ def test_missing_models_directory_fails_cleanly(tmp_path: Path) -> None:
         run_cli(*generate_args(tmp_path / "no-models", out), cwd=tmp_path), out
     )
     assert "no models installed" in line and str(tmp_path / "no-models") in line
-
-
-def corrupt_keep_size(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[:4096] = b"\xff" * 4096
-    path.write_bytes(bytes(data))
-
-
-def truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
 
 
 @pytest.mark.parametrize(
