@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .paths import default_models_dir
-from .setup import SetupOptions, format_bytes, run_setup, verify_installation
+from .setup import SetupOptions, SetupPlan, format_bytes, run_setup, verify_installation
 
 BACKENDS = ("ace-step",)
 
@@ -84,10 +84,10 @@ class ProgressPrinter:
             self.open_line = False
 
 
-def ask_download(size: int) -> bool:
-    """Ask on the terminal whether to download ``size`` bytes."""
+def ask_download(plan: SetupPlan) -> bool:
+    """Ask on the terminal whether to download what ``plan`` still needs."""
     sys.stderr.write(
-        f"lofi-daemon: download {format_bytes(size)} of ACE-Step v1 weights from the "
+        f"lofi-daemon: download {format_bytes(plan.remaining_bytes)} of ACE-Step v1 weights from the "
         "Hugging Face hub? [y/N] "
     )
     sys.stderr.flush()

@@ -75,7 +75,7 @@ INSTALL_DIR_REMEDY: Final = (
 )
 
 ProgressFn = Callable[[str, int, int, float, str], None]
-ConfirmFn = Callable[[int], bool]
+ConfirmFn = Callable[["SetupPlan"], bool]  # asked with the plan; True = go ahead
 
 
 @dataclass(frozen=True)
@@ -527,7 +527,7 @@ def _consent(plan: SetupPlan, options: SetupOptions, confirm: ConfirmFn | None) 
             remedy="Rerun with --yes to agree to the download (or use :Lofi setup ace-step).",
             data={"download_bytes": plan.remaining_bytes},
         )
-    if not confirm(plan.remaining_bytes):
+    if not confirm(plan):
         raise LofiError(
             errors.SETUP_FAILED,
             f"the download of {size} was declined; nothing was downloaded",

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from . import errors
 from .errors import CancelledError, LofiError
-from .setup import SetupOptions, format_bytes, plan_setup, run_setup
+from .setup import SetupOptions, SetupPlan, format_bytes, run_setup
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,8 @@ class SetupRunner:
         def progress(phase: str, done: int, total: int, percent: float, message: str) -> None:
             self._on_progress(backend, throttle, phase, done, total, percent, message)
 
-        def confirm(remaining_bytes: int) -> bool:
-            asked.update(self._confirm_payload(backend, options, remaining_bytes, cancel))
+        def confirm(plan: SetupPlan) -> bool:
+            asked.update(self._confirm_payload(backend, options, plan))
             return False  # the client agrees by sending setup again with confirm: true
 
         log.info("setup of %s into %s started", backend, self.models_dir)
@@ -270,22 +270,16 @@ class SetupRunner:
             )
 
     def _confirm_payload(
-        self, backend: str, options: SetupOptions, remaining_bytes: int, cancel: threading.Event
+        self, backend: str, options: SetupOptions, plan: SetupPlan
     ) -> dict[str, Any]:
-        """The ``setup_confirm`` params. ``run_setup`` only tells the bytes left to download,
-        so the total and the export size come from planning again (the hub's metadata)."""
-        download_bytes, export_bytes = remaining_bytes, None
-        try:
-            plan = plan_setup(options, cancel)
-            download_bytes, export_bytes = plan.download_bytes, plan.export_bytes
-        except LofiError as exc:
-            log.warning("cannot measure the export for the confirmation: %s", exc.message)
+        """The ``setup_confirm`` params, from the plan ``run_setup`` asks about."""
+        remaining_bytes = plan.remaining_bytes
+        download_bytes, export_bytes = plan.download_bytes, plan.export_bytes
         free = _free_bytes(self.models_dir.parent)
         parts = [f"download {format_bytes(remaining_bytes)} from {options.hub_url()}"]
         if download_bytes != remaining_bytes:
             parts.append(f"(of {format_bytes(download_bytes)})")
-        if export_bytes is not None:
-            parts.append(f"and export about {format_bytes(export_bytes)} of ONNX models")
+        parts.append(f"and export about {format_bytes(export_bytes)} of ONNX models")
         message = "Setup will " + " ".join(parts)
         if free is not None:
             message += f"; {format_bytes(free)} is free on the disk"

@@ -425,7 +425,7 @@ def test_a_declined_download_downloads_nothing(
     with FakeHub(tiny_checkpoint, REPO_ID) as hub:
         options = SetupOptions(models, endpoint=hub.url)
         with pytest.raises(LofiError) as info:
-            run_setup(options, confirm=lambda size: asked.append(size) or False)
+            run_setup(options, confirm=lambda plan: asked.append(plan.remaining_bytes) or False)
         bodies = [r for r in hub.body_requests() if r.range != "bytes=0-100000"]
     assert info.value.code == errors.SETUP_FAILED and "declined" in info.value.message
     assert asked == [checkpoint_bytes(tiny_checkpoint)]
