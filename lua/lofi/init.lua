@@ -60,6 +60,20 @@ local function notify(msg, level)
   vim.notify("[lofi] " .. msg, level or vim.log.levels.INFO)
 end
 
+--- Run a user callback; an error it raises is logged and shown, never propagated.
+---@param what string the API function whose callback this is, for the message
+---@param cb fun(err: lofi.Error?, result: any)
+---@param err lofi.Error?
+---@param result any
+local function call_user(what, cb, err, result)
+  local ok, cb_err = pcall(cb, err, result)
+  if not ok then
+    log.error("the %s callback failed: %s", what, cb_err)
+    local message = string.format("the %s callback failed: %s", what, tostring(cb_err))
+    notify(message, vim.log.levels.ERROR)
+  end
+end
+
 --- Run a waiter's callback once; an error nobody handles is shown to the user.
 ---@param waiter lofi.Waiter
 ---@param err lofi.Error?
@@ -70,11 +84,7 @@ local function finish(waiter, err, track)
   end
   waiter.done = true
   if waiter.cb then
-    local ok, cb_err = pcall(waiter.cb, err, track)
-    if not ok then
-      log.error("a generate() callback failed: %s", cb_err)
-      notify("a generate() callback failed: " .. tostring(cb_err), vim.log.levels.ERROR)
-    end
+    call_user("generate()", waiter.cb, err, track)
   elseif err and err.code ~= errors.daemon.GENERATION_CANCELLED then
     notify(errors.format(err), vim.log.levels.ERROR)
   end
@@ -240,11 +250,7 @@ local function finish_setup(err, result)
     return
   end
   if job.cb then
-    local ok, cb_err = pcall(job.cb, err, result)
-    if not ok then
-      log.error("an install() callback failed: %s", cb_err)
-      notify("an install() callback failed: " .. tostring(cb_err), vim.log.levels.ERROR)
-    end
+    call_user("install()", job.cb, err, result)
   elseif err then
     notify(errors.format(err), vim.log.levels.ERROR)
   end
