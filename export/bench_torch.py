@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lofi_daemon.manifest import load_manifest
-from lofi_daemon.providers import create_session, requested_providers
+from lofi_daemon.model.manifest import load_manifest
+from lofi_daemon.pipeline.providers import create_session, requested_providers
 
 from .reference import load_reference_models
 

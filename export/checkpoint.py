@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import layout
+from lofi_daemon.model import layout
+
 from .errors import CheckpointError
 from .safetensors_io import FLOAT_DTYPES, TensorInfo, read_header
 

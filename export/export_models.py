@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.export import Dim
 
-from . import layout
+from lofi_daemon.model import layout
+
 from .checkpoint import Component, TensorSource, check_keys, open_component
 from .components import (
     UMT5_TIED,

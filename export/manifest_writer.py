@@ -9,9 +9,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lofi_daemon.params import GenerationParams
+from lofi_daemon.model import layout
+from lofi_daemon.pipeline.params import GenerationParams
 
-from . import layout
 from .onnx_writer import OPSET, ExportedGraph
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from . import layout
+from lofi_daemon.model import layout
+
 from .components import (
     UMT5_TIED,
     build_dcae,

@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from . import __version__
-from .cli_generate import add_bench_parser, add_generate_parser, run_bench, run_generate
-from .cli_setup import add_setup_parser, run_setup_cli
-from .errors import LofiError
+from lofi_daemon import __version__
+from lofi_daemon.cli.generate import add_bench_parser, add_generate_parser, run_bench, run_generate
+from lofi_daemon.cli.install import add_setup_parser, run_setup_cli
+from lofi_daemon.errors import LofiError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "serve" in argv[:1]:
-        from .server import serve_main
+        from lofi_daemon.service.server import serve_main
 
         return serve_main(argv[1:])
     args = build_parser().parse_args(argv)

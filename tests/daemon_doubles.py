@@ -19,11 +19,11 @@ import numpy as np
 import soundfile as sf
 
 from lofi_daemon import errors
-from lofi_daemon.cache import TrackCache
-from lofi_daemon.engine import GenerationResult
 from lofi_daemon.errors import CancelledError, LofiError
-from lofi_daemon.params import GenerationParams
-from lofi_daemon.server import DaemonServer, ServeConfig
+from lofi_daemon.pipeline.engine import GenerationResult
+from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.service.cache import TrackCache
+from lofi_daemon.service.server import DaemonServer, ServeConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
@@ -127,14 +127,11 @@ class FakeEngine:
             tmp, audio, SAMPLE_RATE, subtype=subtype[params.format], format=params.format.upper()
         )
         os.replace(tmp, out_path)
-        sidecar = out_path.with_suffix(".json")
-        sidecar.write_text(json.dumps({"engine": "fake", "seed": seed}), encoding="utf-8")
         if progress is not None:
             progress(FakeProgress("decode", total + 1, total + 1, 100.0, 0.0))
         elapsed = time.monotonic() - started
         return FakeResult(
             path=out_path,
-            sidecar_path=sidecar,
             duration_sec=len(audio) / SAMPLE_RATE,
             sample_rate=SAMPLE_RATE,
             channels=2,
@@ -328,7 +325,7 @@ class InProcessDaemon:
 
 _FAKE_SERVE_CODE = (
     "import sys; sys.path.insert(0, {tests!r}); "
-    "from daemon_doubles import fake_engine_factory; from lofi_daemon.server import serve_main; "
+    "from daemon_doubles import fake_engine_factory; from lofi_daemon.service.server import serve_main; "
     "sys.exit(serve_main(sys.argv[1:], engine_factory=fake_engine_factory))"
 )
 

@@ -1,0 +1,261 @@
+"""``lofi-daemon generate`` and ``lofi-daemon bench``: the engine from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import secrets
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lofi_daemon import errors
+from lofi_daemon.errors import LofiError
+from lofi_daemon.fsutil import write_json_atomic
+from lofi_daemon.paths import default_models_dir
+from lofi_daemon.pipeline.engine import (
+    DecodeSettings,
+    Engine,
+    GenerationResult,
+    Progress,
+    latent_frames,
+)
+from lofi_daemon.pipeline.params import CFG_TYPES, FORMATS, SCHEDULERS, GenerationParams
+from lofi_daemon.pipeline.providers import PROVIDER_CHOICES
+
+LOG = logging.getLogger(__name__)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="model directory (default: $LOFI_MODELS_DIR or the user cache)",
+    )
+    parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads (default: all cores)"
+    )
+
+
+def add_generate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate one track from a text prompt")
+    p.add_argument("prompt")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds, 5-240 (default 30)")
+    p.add_argument("--steps", type=int, default=27)
+    p.add_argument("--seed", type=int, default=None)
+    # No argparse ``choices`` for these names: an unknown value must fail like every other
+    # invalid parameter (the engine's specific error, exit status 1), not with a usage dump.
+    p.add_argument("--scheduler", default="euler", help=" | ".join(SCHEDULERS))
+    p.add_argument("--cfg-type", default="apg", help=" | ".join(CFG_TYPES))
+    p.add_argument("--guidance-scale", type=float, default=15.0)
+    p.add_argument("--omega", type=float, default=10.0)
+    p.add_argument("--guidance-interval", type=float, default=0.5)
+    p.add_argument("--guidance-interval-decay", type=float, default=0.0)
+    p.add_argument("--min-guidance-scale", type=float, default=3.0)
+    p.add_argument("--guidance-scale-text", type=float, default=0.0)
+    p.add_argument("--guidance-scale-lyric", type=float, default=0.0)
+    p.add_argument("--no-erg-tag", action="store_true")
+    p.add_argument("--no-erg-lyric", action="store_true")
+    p.add_argument("--no-erg-diffusion", action="store_true")
+    p.add_argument("--initial-noise", type=Path, default=None, help=".npy of shape [1, 8, 16, T]")
+    p.add_argument(
+        "--format",
+        default=None,
+        help=" | ".join(FORMATS) + " (default: from -o's extension, else wav)",
+    )
+    p.add_argument("--float", dest="wav_float", action="store_true", help="32-bit float WAV")
+    p.add_argument("-o", "--output", type=Path, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    add_engine_arguments(p)
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="measure per-phase times, steps/s, real-time factor and peak memory"
+    )
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--steps", type=int, default=27)
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint folder, to time the project's torch modules too (needs the export extra)",
+    )
+    p.add_argument("--keep-loaded", action="store_true")
+    add_engine_arguments(p)
+
+
+def _params(args: argparse.Namespace, seed: int) -> GenerationParams:
+    return GenerationParams.from_dict(
+        {
+            "prompt": args.prompt,
+            "duration_sec": args.duration,
+            "seed": seed,
+            "infer_steps": args.steps,
+            "guidance_scale": args.guidance_scale,
+            "scheduler": args.scheduler,
+            "cfg_type": args.cfg_type,
+            "omega_scale": args.omega,
+            "guidance_interval": args.guidance_interval,
+            "guidance_interval_decay": args.guidance_interval_decay,
+            "min_guidance_scale": args.min_guidance_scale,
+            "guidance_scale_text": args.guidance_scale_text,
+            "guidance_scale_lyric": args.guidance_scale_lyric,
+            "use_erg_tag": not args.no_erg_tag,
+            "use_erg_lyric": not args.no_erg_lyric,
+            "use_erg_diffusion": not args.no_erg_diffusion,
+            "format": _output_format(args.format, args.output),
+            "wav_subtype": "float" if args.wav_float else "pcm16",
+        }
+    )
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.last = -1.0
+
+    def __call__(self, progress: Progress) -> None:
+        if not self.enabled or (
+            progress.percent - self.last < 1 and progress.step < progress.total
+        ):
+            return
+        self.last = progress.percent
+        filled = int(progress.percent / 100 * 30)
+        eta = f" eta {progress.eta_sec:4.0f}s" if progress.eta_sec is not None else ""
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {progress.percent:5.1f}% "
+            f"{progress.phase:<9}{eta}"
+        )
+        if progress.step >= progress.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _output_format(requested: str | None, output: Path | None) -> str:
+    """The audio format: --format, else the output file's extension, else wav; they must agree."""
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    if suffix == "json":
+        raise LofiError(
+            errors.INVALID_FORMAT,
+            "the output must be an audio file, not .json (the .json sidecar is written next to it)",
+        )
+    if requested is None:
+        return suffix if suffix in FORMATS else "wav"
+    if requested in FORMATS and suffix in FORMATS and suffix != requested:
+        raise LofiError(
+            errors.INVALID_FORMAT,
+            f"--format {requested} does not match the output file extension .{suffix}",
+        )
+    return requested
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    params = _params(args, seed)
+    noise = None
+    if args.initial_noise is not None:
+        try:
+            noise = np.load(args.initial_noise, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise LofiError(
+                errors.INVALID_PARAMETER, f"cannot read initial noise {args.initial_noise}: {exc}"
+            ) from exc
+    output = args.output or Path(f"lofi-{seed}.{params.format}")
+    engine = Engine(
+        args.models or default_models_dir(), provider=args.provider, threads=args.threads
+    )
+    result = engine.generate(
+        params, output, progress=ProgressBar(not args.no_progress), initial_noise=noise
+    )
+    write_sidecar(result)
+    LOG.info(
+        "wrote %s (%.2f s, seed %d, %s)",
+        result.path,
+        result.duration_sec,
+        result.seed,
+        ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()),
+    )
+    print(result.path)
+    return 0
+
+
+def write_sidecar(result: GenerationResult) -> Path:
+    """Write ``<audio>.json`` beside the track; without it the audio file is removed too."""
+    sidecar = result.path.with_suffix(".json")
+    try:
+        write_json_atomic(sidecar, result.sidecar())
+    except OSError as exc:
+        result.path.unlink(missing_ok=True)
+        raise LofiError(
+            errors.OUTPUT_WRITE_FAILED, f"cannot write {sidecar}: {exc.strerror or exc}"
+        ) from exc
+    return sidecar
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 1024 / 1024
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    engine = Engine(
+        args.models or default_models_dir(),
+        provider=args.provider,
+        threads=args.threads,
+        keep_loaded=args.keep_loaded,
+        decode=DecodeSettings(),
+    )
+    params = GenerationParams(
+        prompt="lofi hip hop, mellow rhodes, vinyl crackle, 80 bpm",
+        duration_sec=args.duration,
+        seed=0,
+        infer_steps=args.steps,
+    )
+    evaluations: list[int] = []
+    report: dict[str, object] = {"duration_sec": args.duration, "steps": args.steps, "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(args.runs):
+            result = engine.generate(
+                params,
+                Path(tmp) / f"bench-{run}.wav",
+                progress=lambda p: evaluations.append(p.step),
+            )
+            diffusion = result.timings["diffusion"]
+            report["runs"].append(
+                {
+                    **result.timings,
+                    "denoiser_steps_per_sec": params.infer_steps / diffusion if diffusion else None,
+                    "real_time_factor": result.duration_sec / result.timings["total"],
+                }
+            )
+    report["providers"] = engine.providers_in_use()
+    report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    if args.checkpoint is not None:
+        try:
+            from lofi_export.bench_torch import compare_with_torch
+        except ImportError as exc:
+            raise LofiError(
+                errors.INVALID_PARAMETER,
+                f"--checkpoint needs the export extra ({exc}); "
+                'install it with: pip install -e ".[export]"',
+            ) from exc
+        report["onnx_vs_torch"] = compare_with_torch(
+            args.checkpoint,
+            engine.models_dir,
+            frames=latent_frames(args.duration, engine.manifest.constants),
+            provider=args.provider,
+            threads=args.threads,
+        )
+    print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,133 @@
+"""``lofi-daemon setup ace-step``: install the models from a terminal (see :mod:`.setup`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from lofi_daemon.install.installer import (
+    SetupOptions,
+    SetupPlan,
+    format_bytes,
+    run_setup,
+    verify_installation,
+)
+from lofi_daemon.paths import default_models_dir
+
+BACKENDS = ("ace-step",)
+
+
+def add_setup_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "setup",
+        help="install a backend: download the checkpoint, export it to ONNX, verify every sha256",
+    )
+    p.add_argument("backend", choices=BACKENDS)
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="export this local checkpoint folder (official layout) instead of downloading",
+    )
+    p.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="model directory to install into (default: $LOFI_MODELS_DIR or the user cache)",
+    )
+    p.add_argument("-y", "--yes", action="store_true", help="agree to the download without asking")
+    p.add_argument(
+        "--force", action="store_true", help="reinstall even if a verified installation exists"
+    )
+    p.add_argument(
+        "--keep-download",
+        action="store_true",
+        help="keep the downloaded checkpoint (<models>.download) after installing",
+    )
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit (default: main)")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="only check the installed files against their sha256 and exit",
+    )
+    p.add_argument("--no-progress", action="store_true")
+
+
+class ProgressPrinter:
+    """Setup progress on stderr: one rewritten line on a terminal, else a line every 10 %."""
+
+    def __init__(self, enabled: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = self.stream.isatty()
+        self.phase: str | None = None
+        self.bucket = -1
+        self.open_line = False
+
+    def __call__(self, phase: str, done: int, total: int, percent: float, message: str) -> None:
+        if not self.enabled:
+            return
+        if phase != self.phase:
+            self.finish()
+            self.phase, self.bucket = phase, -1
+        line = f"[{phase}] {percent:5.1f}%  {message}"
+        if self.tty:
+            self.stream.write(f"\r\x1b[K{line}")
+            self.open_line = True
+            if percent >= 100:
+                self.finish()
+        elif int(percent // 10) > self.bucket:
+            self.bucket = int(percent // 10)
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.open_line = False
+
+
+def ask_download(plan: SetupPlan) -> bool:
+    """Ask on the terminal whether to download what ``plan`` still needs."""
+    sys.stderr.write(
+        f"lofi-daemon: download {format_bytes(plan.remaining_bytes)} of ACE-Step v1 weights from the "
+        "Hugging Face hub? [y/N] "
+    )
+    sys.stderr.flush()
+    try:
+        answer = input()
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def run_setup_cli(args: argparse.Namespace) -> int:
+    models = args.models or default_models_dir()
+    printer = ProgressPrinter(enabled=not args.no_progress)
+    try:
+        if args.verify:
+            manifest = verify_installation(models, progress=printer)
+            printer.finish()
+            print(f"{models}: every sha256 matches ({manifest.model_version})")
+            return 0
+        options = SetupOptions(
+            models_dir=models,
+            checkpoint=args.checkpoint,
+            assume_yes=args.yes,
+            force=args.force,
+            keep_download=args.keep_download,
+            revision=args.revision,
+        )
+        confirm = ask_download if not args.yes and sys.stdin.isatty() else None
+        result = run_setup(options, progress=printer, confirm=confirm)
+    finally:
+        printer.finish()
+    if result.already_installed:
+        sys.stderr.write(
+            f"lofi-daemon: already installed and verified (use --force to reinstall): {models}\n"
+        )
+    print(result.models_dir)
+    return 0

@@ -1,0 +1,142 @@
+"""The model directory's ``manifest.json``: what the exporter wrote and what the runtime needs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lofi_daemon import errors
+from lofi_daemon.errors import LofiError
+
+MANIFEST_NAME = "manifest.json"
+SUPPORTED_SCHEMA = 1
+REQUIRED_GRAPHS = ("text_encoder", "condition_encoder", "denoiser", "dcae_decoder", "vocoder")
+HASH_CHUNK = 16 << 20
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    name: str
+    file: str
+    external_data: str | None
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    root: Path
+    model_version: str
+    precision: str
+    graphs: dict[str, GraphInfo]
+    constants: dict[str, Any]
+    defaults: dict[str, Any]
+    files: dict[str, dict[str, Any]]
+    tokenizer_file: str
+    raw: dict[str, Any]
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def graph_path(self, graph: str) -> Path:
+        return self.root / self.graphs[graph].file
+
+
+def _invalid(root: Path, detail: str) -> LofiError:
+    return LofiError(
+        errors.MODEL_LOAD_FAILED,
+        f"{root / MANIFEST_NAME}: {detail}",
+        remedy="Run :Lofi setup ace-step (or lofi-daemon setup ace-step) to reinstall the models.",
+    )
+
+
+def load_manifest(root: Path) -> Manifest:
+    """Read and check ``root/manifest.json`` (structure, graphs present, files with the right size)."""
+    path = root / MANIFEST_NAME
+    if not root.is_dir() or not path.is_file():
+        raise LofiError(
+            errors.MODEL_NOT_FOUND,
+            f"no models installed at {root} (missing {MANIFEST_NAME})",
+            remedy="Run :Lofi setup ace-step (or lofi-daemon setup ace-step), or pass --models DIR.",
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _invalid(root, f"unreadable ({exc})") from exc
+    if not isinstance(raw, dict) or raw.get("schema_version") != SUPPORTED_SCHEMA:
+        raise _invalid(
+            root,
+            f"unsupported manifest (schema_version {raw.get('schema_version')!r})"
+            if isinstance(raw, dict)
+            else "not a JSON object",
+        )
+    try:
+        graphs = {
+            name: GraphInfo(
+                name, g["file"], g.get("external_data"), list(g["inputs"]), list(g["outputs"])
+            )
+            for name, g in raw["graphs"].items()
+        }
+        manifest = Manifest(
+            root=root,
+            model_version=str(raw["model_version"]),
+            precision=str(raw["precision"]),
+            graphs=graphs,
+            constants=dict(raw["constants"]),
+            defaults=dict(raw.get("defaults", {})),
+            files=dict(raw["files"]),
+            tokenizer_file=str(raw["tokenizer"]["file"]),
+            raw=raw,
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _invalid(root, f"missing or malformed field {exc}") from exc
+    missing = [g for g in REQUIRED_GRAPHS if g not in graphs]
+    if missing:
+        raise _invalid(root, f"graph(s) missing: {', '.join(missing)}")
+    check_files_present(manifest)
+    return manifest
+
+
+def check_files_present(manifest: Manifest) -> None:
+    """Every listed file exists with its recorded size (cheap; see :func:`verify_hashes`)."""
+    for name, info in manifest.files.items():
+        file = manifest.root / name
+        if not file.is_file():
+            raise LofiError(
+                errors.MODEL_NOT_FOUND,
+                f"model file missing: {file}",
+                remedy="Run :Lofi setup ace-step to repair the installation.",
+            )
+        size = file.stat().st_size
+        if "size" in info and size != int(info["size"]):
+            raise LofiError(
+                errors.MODEL_LOAD_FAILED,
+                f"model file {file} has {size} bytes, the manifest says {info['size']}",
+                remedy="Run :Lofi setup ace-step to repair the installation.",
+            )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_hashes(manifest: Manifest, progress: Any = None) -> None:
+    """Check the sha256 of every file against the manifest; raise MODEL_LOAD_FAILED on a mismatch."""
+    items = sorted(manifest.files.items())
+    for index, (name, info) in enumerate(items):
+        actual = sha256_file(manifest.root / name)
+        if actual != info.get("sha256"):
+            raise LofiError(
+                errors.MODEL_LOAD_FAILED,
+                f"checksum mismatch for {manifest.root / name}",
+                remedy="Run :Lofi setup ace-step to repair the installation.",
+            )
+        if progress is not None:
+            progress(index + 1, len(items), name)

@@ -1,0 +1,114 @@
+"""Prompt embeddings → the condition sequences the denoiser attends to (spec §6.1).
+
+The text encoder and the condition encoder each run once per generation, with every variant the
+guidance needs stacked in one batch; ERG is chosen per batch row through the graphs' q-scale inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from lofi_daemon.pipeline.params import GenerationParams
+
+RunGraph = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+
+def erg_scale_rows(
+    n_layers: int, erg_layers: list[int], scale: float, flags: list[bool]
+) -> np.ndarray:
+    """One q-scale row per batch entry: 1 everywhere, ``scale`` at ``erg_layers`` where the flag is set."""
+    rows = np.ones((len(flags), n_layers), dtype=np.float32)
+    for row, on in zip(rows, flags, strict=True):
+        if on:
+            row[[i for i in erg_layers if i < n_layers]] = scale
+    return rows
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Condition sequences [1, S, D], all sharing the conditional mask [1, S]."""
+
+    cond: np.ndarray
+    mask: np.ndarray
+    null: np.ndarray | None
+    text_only: np.ndarray | None
+
+
+def empty_lyrics() -> tuple[np.ndarray, np.ndarray]:
+    """Instrumental: one token id 0 with mask 0 (spec §4.3), not a zero-length tensor."""
+    return np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
+
+
+def encode_text(
+    run: RunGraph,
+    ids: np.ndarray,
+    mask: np.ndarray,
+    *,
+    n_layers: int,
+    erg_layers: list[int],
+    erg_scale: float,
+    with_weak: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """UMT5 prompt embedding, plus the ERG-tag "weak prompt" embedding in the same call if asked."""
+    flags = [False, True] if with_weak else [False]
+    batch = len(flags)
+    outputs = run(
+        {
+            "input_ids": np.repeat(ids, batch, axis=0),
+            "attention_mask": np.repeat(mask, batch, axis=0),
+            "q_scale": erg_scale_rows(n_layers, erg_layers, erg_scale, flags),
+        }
+    )
+    hidden = outputs[0].astype(np.float32, copy=False)
+    return hidden[:1], (hidden[1:2] if with_weak else None)
+
+
+def build_conditions(
+    run: RunGraph,
+    params: GenerationParams,
+    text: np.ndarray,
+    text_weak: np.ndarray | None,
+    text_mask: np.ndarray,
+    lyric_ids: np.ndarray,
+    lyric_mask: np.ndarray,
+    *,
+    speaker_dim: int,
+    n_blocks: int,
+    erg_layers: list[int],
+    erg_scale: float,
+    guided: bool,
+    double: bool,
+) -> Conditions:
+    """Encode the conditional branch and the variants guidance needs, in one batched call."""
+    zeros_text = np.zeros_like(text)
+    zero_ids = np.zeros_like(lyric_ids)
+    rows: list[tuple[np.ndarray, np.ndarray, bool]] = [(text, lyric_ids, False)]
+    if guided:
+        if params.use_erg_lyric:
+            weak = text_weak if (params.use_erg_tag and text_weak is not None) else zeros_text
+            rows.append((weak, lyric_ids, True))
+        else:
+            rows.append((zeros_text, zero_ids, False))
+    if guided and double:
+        rows.append((text, lyric_ids, True) if params.use_erg_lyric else (text, zero_ids, False))
+    batch = len(rows)
+    cond, cond_mask = run(
+        {
+            "text_hidden": np.concatenate([r[0] for r in rows], axis=0).astype(np.float32),
+            "text_mask": np.repeat(text_mask, batch, axis=0),
+            "speaker": np.zeros((batch, speaker_dim), dtype=np.float32),
+            "lyric_ids": np.concatenate([r[1] for r in rows], axis=0),
+            "lyric_mask": np.repeat(lyric_mask, batch, axis=0),
+            "lyric_q_scale": erg_scale_rows(n_blocks, erg_layers, erg_scale, [r[2] for r in rows]),
+        }
+    )[:2]
+    cond = cond.astype(np.float32, copy=False)
+    return Conditions(
+        cond=cond[:1],
+        mask=cond_mask[:1].astype(np.float32, copy=False),
+        null=cond[1:2] if guided else None,
+        text_only=cond[2:3] if guided and double else None,
+    )

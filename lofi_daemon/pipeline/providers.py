@@ -1,0 +1,164 @@
+"""Choosing ONNX Runtime execution providers and creating sessions quietly.
+
+``auto`` prefers CUDA, then CoreML, then CPU among the providers onnxruntime reports. onnxruntime-gpu
+reports CUDA even where the CUDA 13 / cuDNN 9 libraries are missing; the session then silently
+comes up on CPU. We compare the providers a session actually got with the ones we asked for and
+warn once, in our own words, instead of letting onnxruntime's C++ log reach the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnxruntime as ort
+
+from lofi_daemon import errors
+from lofi_daemon.errors import LofiError
+
+LOG = logging.getLogger(__name__)
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
+AUTO_ORDER = ("CUDAExecutionProvider", "CoreMLExecutionProvider")
+CPU = "CPUExecutionProvider"
+PROVIDER_CHOICES = ("auto", *PROVIDER_ALIASES)
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def requested_providers(choice: str, available: Sequence[str] | None = None) -> list[str]:
+    """The provider list to ask onnxruntime for, always ending with CPU."""
+    available = list(available if available is not None else ort.get_available_providers())
+    if choice == "auto":
+        preferred = [p for p in AUTO_ORDER if p in available]
+        return [*preferred[:1], CPU]
+    try:
+        name = PROVIDER_ALIASES[choice]
+    except KeyError:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"unknown provider {choice!r}; use one of {', '.join(PROVIDER_CHOICES)}",
+        ) from None
+    if name != CPU and name not in available:
+        raise LofiError(
+            errors.MODEL_LOAD_FAILED,
+            f"execution provider {choice} is not available in this onnxruntime build "
+            f"(available: {', '.join(available)})",
+            remedy="Use provider=auto or cpu, or install onnxruntime-gpu (Linux/Windows).",
+        )
+    return [name] if name == CPU else [name, CPU]
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def _warn_once(key: str, message: str, *args: object) -> None:
+    with _warn_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    LOG.warning(message, *args)
+
+
+_preloaded = False
+
+
+def preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from the ``nvidia-*`` PyPI packages when they are installed (once).
+
+    ``pip install "onnxruntime-gpu[cuda,cudnn]"`` brings those packages; onnxruntime finds their
+    libraries only after ``onnxruntime.preload_dlls()``. Its messages are kept off stdout, which is
+    the daemon's protocol channel.
+    """
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
+        return
+    _preloaded = True
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # noqa: BLE001 - best effort; the session reports what runs
+            LOG.debug("onnxruntime.preload_dlls failed: %s", exc)
+    LOG.debug("preload_dlls: %s", captured.getvalue().strip()[:500])
+
+
+def create_session(
+    path: Path, providers: list[str], threads: int | None, *, strict: bool = False
+) -> ort.InferenceSession:
+    """Create a session; map failures to MODEL_* errors; report what actually runs.
+
+    With ``strict`` (an explicit provider choice), a preferred provider that cannot run is an error
+    instead of a fallback to CPU.
+    """
+    if not path.is_file():
+        raise LofiError(errors.MODEL_NOT_FOUND, f"model file missing: {path}")
+    if providers[0] == "CUDAExecutionProvider":
+        preload_cuda_libraries()
+    # onnxruntime's C++ logger would print provider-loading failures straight to stderr; every
+    # failure that matters also raises or shows in get_providers(), and we log it ourselves.
+    ort.set_default_logger_severity(4)
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(threads), providers=providers
+        )
+    except Exception as exc:  # onnxruntime raises several unrelated exception types
+        if len(providers) > 1 and providers[0] != CPU:
+            # Retry on CPU first: a file that CPU cannot load either is a model error, and must
+            # not be reported as a provider failure.
+            session = create_session(path, [CPU], threads)
+            if strict:
+                raise LofiError(
+                    errors.MODEL_LOAD_FAILED,
+                    f"{providers[0]} was requested but could not be initialised: "
+                    f"{str(exc).splitlines()[0][:200]}",
+                    remedy="Use provider=auto or cpu, or fix the GPU libraries (see the README).",
+                ) from exc
+            _warn_once(
+                f"fail:{providers[0]}",
+                "%s could not be initialised (%s); falling back to CPU",
+                providers[0],
+                str(exc).splitlines()[0][:200],
+            )
+            return session
+        raise LofiError(
+            errors.MODEL_LOAD_FAILED,
+            f"ONNX Runtime cannot load {path.name}: {str(exc).splitlines()[0][:300]}",
+            remedy="The file may be corrupt: run :Lofi setup ace-step to repair the installation.",
+        ) from exc
+    got = session.get_providers()
+    if strict and providers[0] != CPU and providers[0] not in got:
+        raise LofiError(
+            errors.MODEL_LOAD_FAILED,
+            f"{providers[0]} was requested but cannot run here (onnxruntime fell back to {got[0]})",
+            remedy="Install the CUDA 13 and cuDNN 9 libraries (pip install "
+            "'onnxruntime-gpu[cuda,cudnn]'), or use provider=auto or cpu.",
+        )
+    if providers[0] != CPU and providers[0] not in got:
+        hint = (
+            " (CUDA 13 and cuDNN 9 libraries were not found; see README: pip install "
+            "'onnxruntime-gpu[cuda,cudnn]' and onnxruntime.preload_dlls())"
+            if providers[0] == "CUDAExecutionProvider"
+            else ""
+        )
+        _warn_once(
+            f"fallback:{providers[0]}", "%s is not usable, running on CPU%s", providers[0], hint
+        )
+    LOG.debug("%s: running on %s", path.name, ", ".join(got))
+    return session

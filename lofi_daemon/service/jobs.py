@@ -1,0 +1,461 @@
+"""The generation queue: one worker thread, priorities, cancellation and throttled progress.
+
+Every accepted job ends with exactly one terminal notification: ``generation_complete``,
+``generation_error`` or ``generation_cancelled``. The queue limit counts every accepted job
+that has not ended yet, the running one included.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+from lofi_daemon import errors
+from lofi_daemon.errors import CancelledError, LofiError
+from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.service.cache import TrackCache, TrackEntry
+
+log = logging.getLogger(__name__)
+
+Priority = Literal["normal", "high"]
+PRIORITIES: Final = ("normal", "high")
+DEFAULT_QUEUE_LIMIT: Final = 5
+PROGRESS_INTERVAL_SEC: Final = 1.0
+PROGRESS_STEP_PERCENT: Final = 5.0
+
+Emit = Callable[[str, dict[str, Any]], Any]
+CancelOutcome = Literal["cancelled", "cancelling"]
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What :meth:`JobRunner.cancel` did.
+
+    ``status`` is "cancelled" when a queued job was removed, "cancelling" when the running job
+    was told to stop; ``step`` is then the last step it had reported (read after the stop
+    request, so the job ends at ``step + 1`` at the latest).
+    """
+
+    status: CancelOutcome
+    step: int | None = None
+
+
+class ProgressLike(Protocol):
+    """The engine's ``Progress`` record."""
+
+    phase: str
+    step: int
+    total: int
+    percent: float
+    eta_sec: float | None
+
+
+class GenerationEngine(Protocol):
+    """What the daemon needs from :class:`lofi_daemon.engine.Engine`."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def generate(
+        self,
+        params: GenerationParams,
+        out_path: Path,
+        *,
+        progress: Callable[[Any], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Job:
+    """One accepted generation request (its seed is always fixed)."""
+
+    track_id: str
+    params: GenerationParams
+    out_path: Path
+    priority: Priority = "normal"
+    model_version: str | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    held: bool = False
+    started_at: float | None = None
+    progress: dict[str, Any] | None = None
+
+
+@dataclass
+class ProgressThrottle:
+    """Lets a progress update through when it moved at least ``min_step_percent`` or at least
+    ``min_interval_sec`` passed since the last one; never lets a lower percent through."""
+
+    min_interval_sec: float = PROGRESS_INTERVAL_SEC
+    min_step_percent: float = PROGRESS_STEP_PERCENT
+    clock: Callable[[], float] = time.monotonic
+    last_percent: float = 0.0
+    last_time: float | None = None
+
+    def start(self) -> None:
+        """Start the clock: the first update passes after the interval or the step."""
+        self.last_time = self.clock()
+
+    def admit(self, percent: float) -> bool:
+        now = self.clock()
+        if self.last_time is None:
+            self.last_time = now
+        if percent <= self.last_percent:
+            return False
+        if (
+            percent >= 100.0
+            or percent - self.last_percent >= self.min_step_percent
+            or now - self.last_time >= self.min_interval_sec
+        ):
+            self.last_percent = percent
+            self.last_time = now
+            return True
+        return False
+
+
+def complete_payload(entry: TrackEntry, *, cached: bool) -> dict[str, Any]:
+    """The ``generation_complete`` notification for a cached track."""
+    info = entry.to_json()
+    return {
+        "track_id": entry.track_id,
+        "path": info["path"],
+        "duration_sec": info["duration_sec"],
+        "sample_rate": info["sample_rate"],
+        "channels": info["channels"],
+        "format": info["format"],
+        "prompt": info["prompt"],
+        "seed": info["seed"],
+        "generation_time_sec": info["generation_time_sec"],
+        "model_version": info["model_version"],
+        "cached": cached,
+    }
+
+
+def error_payload(track_id: str, error: LofiError) -> dict[str, Any]:
+    return {
+        "track_id": track_id,
+        "code": error.code,
+        "name": error.name,
+        "message": error.message,
+        "remedy": error.remedy,
+    }
+
+
+class JobRunner:
+    """A priority queue of generation jobs served by one worker thread.
+
+    Args:
+        engine: runs the generations (``Engine`` or a test double).
+        cache: receives finished tracks.
+        emit: sends a notification ``(method, params)``; called from the worker thread.
+        limit: most jobs accepted at once (running one included); more gives QUEUE_FULL.
+        backend: backend name recorded in the cache.
+        progress_interval_sec, progress_step_percent: progress throttling.
+        clock: monotonic clock (for tests).
+    """
+
+    def __init__(
+        self,
+        engine: GenerationEngine,
+        cache: TrackCache,
+        emit: Emit,
+        *,
+        limit: int = DEFAULT_QUEUE_LIMIT,
+        backend: str = "ace-step",
+        progress_interval_sec: float = PROGRESS_INTERVAL_SEC,
+        progress_step_percent: float = PROGRESS_STEP_PERCENT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("the queue limit must be at least 1")
+        self.limit = limit
+        self._engine = engine
+        self._cache = cache
+        self._emit = emit
+        self._backend = backend
+        self._interval = progress_interval_sec
+        self._step = progress_step_percent
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._pending: list[Job] = []
+        self._running: Job | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._work, name="lofi-generation", daemon=True)
+        self._thread.start()
+
+    def close(self, *, cancel_running: bool) -> None:
+        """Stop accepting jobs, cancel the queued ones and let the worker end.
+
+        The running job finishes unless ``cancel_running`` is set. Returns at once; use
+        :meth:`join` to wait.
+        """
+        with self._cond:
+            self._closing = True
+            dropped, self._pending = self._pending, []
+            if cancel_running and self._running is not None:
+                self._running.cancel_event.set()
+            self._cond.notify_all()
+        for job in dropped:
+            self.announce_cancelled(job.track_id)
+
+    def cancel_running(self) -> None:
+        with self._cond:
+            if self._running is not None:
+                self._running.cancel_event.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker to end; True when it has."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- queue ---------------------------------------------------------------------------------
+
+    def submit(self, job: Job, *, hold: bool = False) -> int:
+        """Queue a job and return its position (jobs that run before it, the running one
+        included). A held job does not start until :meth:`release`.
+
+        Raises:
+            LofiError: QUEUE_FULL when ``limit`` jobs are already accepted.
+        """
+        with self._cond:
+            if self._closing:
+                raise LofiError(errors.QUEUE_FULL, "the daemon is shutting down")
+            accepted = len(self._pending) + (self._running is not None)
+            if accepted >= self.limit:
+                raise LofiError(
+                    errors.QUEUE_FULL,
+                    f"{accepted} generation(s) already queued or running; the limit is "
+                    f"{self.limit}",
+                )
+            job.held = hold
+            index = len(self._pending)
+            if job.priority == "high":
+                index = sum(1 for queued in self._pending if queued.priority == "high")
+            self._pending.insert(index, job)
+            self._cond.notify_all()
+            return index + (self._running is not None)
+
+    def release(self, track_id: str) -> None:
+        """Let a held job start."""
+        with self._cond:
+            for job in self._pending:
+                if job.track_id == track_id:
+                    job.held = False
+            self._cond.notify_all()
+
+    def position(self, track_id: str) -> int | None:
+        """The position of a queued (or 0 for the running) job; None when unknown."""
+        with self._cond:
+            if self._running is not None and self._running.track_id == track_id:
+                return 0
+            offset = self._running is not None
+            for index, job in enumerate(self._pending):
+                if job.track_id == track_id:
+                    return index + offset
+            return None
+
+    def cancel(self, track_id: str) -> CancelResult:
+        """Cancel a job.
+
+        A removed queued job is announced by the caller (:meth:`announce_cancelled`, once its
+        reply is out); a running job is announced by the worker when the engine stops.
+
+        Raises:
+            LofiError: TRACK_NOT_FOUND when no queued or running job has that id.
+        """
+        with self._cond:
+            for index, job in enumerate(self._pending):
+                if job.track_id == track_id:
+                    del self._pending[index]
+                    self._cond.notify_all()
+                    return CancelResult("cancelled")
+            running = self._running
+            if running is not None and running.track_id == track_id:
+                running.cancel_event.set()
+                progress = running.progress
+                return CancelResult("cancelling", progress["step"] if progress else 0)
+        shown = track_id[:64]
+        raise LofiError(errors.TRACK_NOT_FOUND, f"no queued or running generation {shown!r}")
+
+    def announce_cancelled(self, track_id: str, step: int | None = None) -> None:
+        payload: dict[str, Any] = {"track_id": track_id}
+        if step is not None:
+            payload["step"] = step
+        self._emit("generation_cancelled", payload)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The running job and the queue, for the ``status`` method."""
+        with self._cond:
+            running = self._running
+            pending = list(self._pending)
+            running_info = None
+            if running is not None:
+                progress = running.progress or {}
+                started = running.started_at
+                running_info = {
+                    "track_id": running.track_id,
+                    "prompt": running.params.prompt,
+                    "duration_sec": running.params.duration_sec,
+                    "seed": running.params.seed,
+                    "phase": progress.get("phase"),
+                    "step": progress.get("step", 0),
+                    "total_steps": progress.get("total_steps"),
+                    "percent": progress.get("percent", 0.0),
+                    "eta_sec": progress.get("eta_sec"),
+                    "elapsed_sec": None if started is None else round(self._clock() - started, 3),
+                    "cancelling": running.cancel_event.is_set(),
+                }
+        offset = running is not None
+        queue = [
+            {
+                "track_id": job.track_id,
+                "position": index + offset,
+                "priority": job.priority,
+                "prompt": job.params.prompt,
+                "duration_sec": job.params.duration_sec,
+                "seed": job.params.seed,
+            }
+            for index, job in enumerate(pending)
+        ]
+        return {"running": running_info, "queue": queue, "queue_limit": self.limit}
+
+    # -- worker --------------------------------------------------------------------------------
+
+    def _next(self) -> Job | None:
+        with self._cond:
+            while True:
+                if self._pending and not self._pending[0].held:
+                    job = self._pending.pop(0)
+                    job.started_at = self._clock()
+                    self._running = job
+                    return job
+                if self._closing:
+                    return None
+                self._cond.wait()
+
+    def _work(self) -> None:
+        while (job := self._next()) is not None:
+            try:
+                method, payload = self._run(job)
+            except Exception as exc:  # never let the worker die
+                log.exception("unexpected failure while running %s", job.track_id)
+                error = LofiError(errors.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+                method, payload = "generation_error", error_payload(job.track_id, error)
+            # The job leaves the queue before its end is announced, so a request that arrives
+            # after the announcement sees the cache, never a job that will not report again.
+            with self._cond:
+                self._running = None
+                self._cond.notify_all()
+            self._emit(method, payload)
+
+    def _run(self, job: Job) -> tuple[str, dict[str, Any]]:
+        """Run one job; returns its terminal notification."""
+        params = job.params
+        log.info(
+            "generating %s (%gs, %d steps)", job.track_id, params.duration_sec, params.infer_steps
+        )
+        self._emit(
+            "generation_start",
+            {
+                "track_id": job.track_id,
+                "prompt": params.prompt,
+                "duration_sec": params.duration_sec,
+                "seed": params.seed,
+                "infer_steps": params.infer_steps,
+            },
+        )
+        throttle = ProgressThrottle(self._interval, self._step, self._clock)
+        throttle.start()
+        started = self._clock()
+        try:
+            if job.cancel_event.is_set():
+                raise CancelledError()
+            result = self._engine.generate(
+                params,
+                job.out_path,
+                progress=lambda p: self._on_progress(job, throttle, p),
+                cancel=job.cancel_event,
+            )
+            entry = self._cache.add(
+                job.track_id,
+                result,
+                backend=self._backend,
+                generation_time_sec=self._clock() - started,
+            )
+        except CancelledError:
+            self._cache.discard(job.track_id)
+            log.info("cancelled %s", job.track_id)
+            step = job.progress["step"] if job.progress else 0
+            return "generation_cancelled", {"track_id": job.track_id, "step": step}
+        except LofiError as exc:
+            self._cache.discard(job.track_id)
+            log.error("generation %s failed: %s", job.track_id, exc)
+            return "generation_error", error_payload(job.track_id, exc)
+        except Exception as exc:
+            self._cache.discard(job.track_id)
+            log.exception("generation %s failed unexpectedly", job.track_id)
+            error = LofiError(errors.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return "generation_error", error_payload(job.track_id, error)
+        self._final_progress(job)
+        log.info("finished %s in %.1fs", job.track_id, self._clock() - started)
+        return "generation_complete", complete_payload(entry, cached=False)
+
+    def _on_progress(self, job: Job, throttle: ProgressThrottle, progress: ProgressLike) -> None:
+        """Record the engine's progress and forward it, throttled.
+
+        100 % is reserved for the moment the track is in the cache (see :meth:`_final_progress`),
+        so the engine's own final report is held back.
+        """
+        try:
+            percent = min(float(progress.percent), 100.0)
+            if percent >= 100.0:
+                return
+            payload = {
+                "track_id": job.track_id,
+                "percent": round(percent, 1),
+                "step": int(progress.step),
+                "total_steps": int(progress.total),
+                "phase": progress.phase,
+                "eta_sec": None if progress.eta_sec is None else round(float(progress.eta_sec), 1),
+            }
+            previous = job.progress
+            if previous is not None and payload["percent"] < previous["percent"]:
+                return
+            job.progress = payload
+            if throttle.admit(payload["percent"]):
+                self._emit("generation_progress", payload)
+        except Exception:
+            log.exception("cannot report progress for %s", job.track_id)
+
+    def _final_progress(self, job: Job) -> None:
+        last = job.progress or {"step": 1, "total_steps": 1, "phase": "decode"}
+        total = last["total_steps"] or last["step"]
+        payload = {
+            "track_id": job.track_id,
+            "percent": 100.0,
+            "step": total,
+            "total_steps": total,
+            "phase": "decode",
+            "eta_sec": 0.0,
+        }
+        job.progress = payload
+        self._emit("generation_progress", payload)

@@ -1,0 +1,260 @@
+"""The persistent track cache: ids, sidecars, persistence and LRU eviction."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+from daemon_doubles import FakeEngine, FakeResult
+
+from lofi_daemon import __version__
+from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.service.cache import TRACK_ID_CHARS, TrackCache, is_track_id, track_id_for
+
+BASE = GenerationParams(prompt="lofi beat", duration_sec=0.05, seed=7)
+
+
+def tid(params: GenerationParams = BASE, **kwargs: Any) -> str:
+    return track_id_for(dataclasses.replace(params, **kwargs), model_version="m1", backend="b")
+
+
+def make_track(cache: TrackCache, *, seed: int, **kwargs: Any) -> tuple[str, FakeResult]:
+    params = dataclasses.replace(BASE, seed=seed, **kwargs)
+    track_id = track_id_for(params, model_version="m1", backend="b")
+    result = FakeEngine().generate(params, cache.audio_path(track_id, params.format))
+    return track_id, result
+
+
+def add_track(cache: TrackCache, *, seed: int, **kwargs: Any) -> str:
+    track_id, result = make_track(cache, seed=seed, **kwargs)
+    cache.add(track_id, result, backend="b", generation_time_sec=1.5)
+    return track_id
+
+
+def age(path: Path, seconds: float) -> None:
+    stamp = time.time() - seconds
+    os.utime(path, (stamp, stamp))
+
+
+# -- track ids -------------------------------------------------------------------------------
+
+
+def test_track_id_is_stable_hex() -> None:
+    assert tid() == tid()
+    assert len(tid()) == TRACK_ID_CHARS and is_track_id(tid())
+
+
+CHANGED_VALUES = [
+    ("prompt", "lofi beat "),
+    ("duration_sec", 30.5),
+    ("seed", 8),
+    ("infer_steps", 28),
+    ("guidance_scale", 14.0),
+    ("scheduler", "heun"),
+    ("cfg_type", "cfg"),
+    ("omega_scale", 9.0),
+    ("guidance_interval", 0.4),
+    ("guidance_interval_decay", 0.1),
+    ("min_guidance_scale", 2.0),
+    ("guidance_scale_text", 1.0),
+    ("guidance_scale_lyric", 1.0),
+    ("use_erg_tag", False),
+    ("use_erg_lyric", False),
+    ("use_erg_diffusion", False),
+    ("format", "flac"),
+    ("wav_subtype", "float"),
+]
+
+
+def test_the_id_test_covers_every_parameter() -> None:
+    assert {name for name, _ in CHANGED_VALUES} == set(GenerationParams.field_names())
+
+
+@pytest.mark.parametrize(("name", "value"), CHANGED_VALUES)
+def test_every_audio_parameter_changes_the_id(name: str, value: Any) -> None:
+    assert tid(**{name: value}) != tid()
+
+
+def test_model_version_and_backend_change_the_id() -> None:
+    assert track_id_for(BASE, model_version="m2", backend="b") != tid()
+    assert track_id_for(BASE, model_version="m1", backend="c") != tid()
+
+
+def test_numerically_equal_values_share_an_id() -> None:
+    assert tid(duration_sec=30) == tid(duration_sec=30.0)
+    assert tid(guidance_scale_text=-0.0) == tid(guidance_scale_text=0.0)
+
+
+def test_random_seed_has_no_track_id() -> None:
+    with pytest.raises(ValueError):
+        tid(seed=None)
+
+
+@pytest.mark.parametrize("value", ["../etc/passwd", "A" * TRACK_ID_CHARS, "abc", 5, None])
+def test_is_track_id_rejects_unsafe_values(value: Any) -> None:
+    assert not is_track_id(value)
+
+
+# -- storing ---------------------------------------------------------------------------------
+
+
+def test_add_writes_audio_and_sidecar(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    track_id = add_track(cache, seed=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{track_id}.json", f"{track_id}.wav"]
+    meta = json.loads((tmp_path / f"{track_id}.json").read_text())
+    assert meta["track_id"] == track_id
+    assert meta["file"] == f"{track_id}.wav"
+    assert meta["seed"] == 1 and meta["prompt"] == "lofi beat"
+    assert meta["params"] == dataclasses.replace(BASE, seed=1).to_dict()
+    assert meta["model_version"] == "fake-ace-step-1"
+    assert meta["generation_time_sec"] == 1.5
+    assert meta["lofi_version"] == __version__  # the engine's sidecar fields are kept, merged
+    assert meta["timings"]["total"] >= 0
+    info = sf.info(str(tmp_path / f"{track_id}.wav"))
+    assert (info.samplerate, info.channels) == (48000, 2)
+
+
+def test_the_cache_is_the_only_writer_of_the_metadata(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path / "cache")
+    params = dataclasses.replace(BASE, seed=3)
+    track_id = track_id_for(params, model_version="m1", backend="b")
+    result = FakeEngine().generate(params, tmp_path / "outside.wav")
+    assert not (tmp_path / "outside.json").exists()  # the engine writes audio only
+    entry = cache.add(track_id, result, backend="b", generation_time_sec=0.1)
+    assert entry.metadata == {**result.sidecar(), **entry.metadata}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_audio_written_elsewhere_is_moved_in(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path / "cache")
+    params = dataclasses.replace(BASE, seed=4)
+    track_id = track_id_for(params, model_version="m1", backend="b")
+    result = FakeEngine().generate(params, tmp_path / "outside.wav")
+    entry = cache.add(track_id, result, backend="b", generation_time_sec=0.1)
+    assert entry.path == (tmp_path / "cache" / f"{track_id}.wav").resolve()
+    assert entry.path.is_file() and not (tmp_path / "outside.wav").exists()
+
+
+def test_get_returns_entry_and_touches_it(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    track_id = add_track(cache, seed=1)
+    age(cache.meta_path(track_id), 1000)
+    entry = cache.get(track_id)
+    assert entry is not None and entry.path.is_file()
+    assert time.time() - cache.meta_path(track_id).stat().st_mtime < 100
+    assert cache.get("0" * TRACK_ID_CHARS) is None
+
+
+def test_tracks_survive_a_new_cache_instance(tmp_path: Path) -> None:
+    first = TrackCache(tmp_path)
+    ids = {add_track(first, seed=s) for s in (1, 2, 3)}
+    second = TrackCache(tmp_path)
+    assert {e.track_id for e in second.list()} == ids
+    assert all(e.to_json()["prompt"] == "lofi beat" for e in second.list())
+
+
+def test_list_is_most_recent_first(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    a, b = add_track(cache, seed=1), add_track(cache, seed=2)
+    age(cache.meta_path(a), 100)
+    age(cache.meta_path(b), 50)
+    assert [e.track_id for e in cache.list()] == [b, a]
+    cache.get(a)
+    assert [e.track_id for e in cache.list()] == [a, b]
+
+
+def test_corrupt_sidecar_is_not_a_track(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    track_id = add_track(cache, seed=1)
+    cache.meta_path(track_id).write_text("{broken")
+    assert cache.get(track_id) is None
+    assert cache.list() == []
+
+
+def test_sidecar_cannot_point_outside_the_cache(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path / "cache")
+    track_id = add_track(cache, seed=1)
+    meta = json.loads(cache.meta_path(track_id).read_text())
+    meta["file"] = "../secret.wav"
+    cache.meta_path(track_id).write_text(json.dumps(meta))
+    assert cache.get(track_id) is None
+
+
+def test_delete_removes_the_files(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    keep, gone = add_track(cache, seed=1), add_track(cache, seed=2)
+    assert cache.delete(gone) is True
+    assert not any(p.name.startswith(gone) for p in tmp_path.iterdir())
+    assert [e.track_id for e in cache.list()] == [keep]
+    assert cache.delete(gone) is False
+    assert cache.delete("../" + keep) is False
+
+
+# -- eviction --------------------------------------------------------------------------------
+
+
+def test_eviction_deletes_least_recently_used_files(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path, max_bytes=10**9)
+    ids = [add_track(cache, seed=s) for s in (1, 2, 3)]
+    for n, track_id in enumerate(ids):
+        age(cache.meta_path(track_id), 300 - 100 * n)  # ids[0] is the oldest
+    cache.get(ids[0])  # now ids[1] is the least recently used
+    size = max(e.size_bytes for e in cache.list())
+    cache.max_bytes = 3 * size  # room for three tracks, not four
+    new = add_track(cache, seed=4)
+    assert {e.track_id for e in cache.list()} == {ids[0], ids[2], new}
+    assert not (tmp_path / f"{ids[1]}.wav").exists()
+    assert not (tmp_path / f"{ids[1]}.json").exists()
+    assert cache.total_bytes() <= cache.max_bytes
+
+
+def test_a_single_track_over_the_cap_is_kept(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path, max_bytes=10)
+    old = add_track(cache, seed=1)
+    new = add_track(cache, seed=2)
+    assert [e.track_id for e in cache.list()] == [new]
+    assert not (tmp_path / f"{old}.wav").exists()
+
+
+def test_opening_with_a_lower_cap_evicts(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    ids = [add_track(cache, seed=s) for s in (1, 2)]
+    age(cache.meta_path(ids[0]), 100)
+    size = max(e.size_bytes for e in cache.list())
+    reopened = TrackCache(tmp_path, max_bytes=size)
+    assert [e.track_id for e in reopened.list()] == [ids[1]]
+
+
+# -- leftovers -------------------------------------------------------------------------------
+
+
+def test_old_leftovers_are_removed_but_fresh_and_foreign_files_stay(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    track_id = add_track(cache, seed=1)
+    stale_tmp = tmp_path / f".{'a' * TRACK_ID_CHARS}.wav.partial"
+    stale_audio = tmp_path / f"{'b' * TRACK_ID_CHARS}.wav"
+    stale_meta = tmp_path / f"{'c' * TRACK_ID_CHARS}.json"
+    fresh = tmp_path / f"{'d' * TRACK_ID_CHARS}.wav"
+    foreign = tmp_path / "my-song.wav"
+    for path in (stale_tmp, stale_audio, stale_meta, fresh, foreign):
+        path.write_bytes(b"x")
+    for path in (stale_tmp, stale_audio, stale_meta, foreign):
+        age(path, 3600)
+    TrackCache(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {f"{track_id}.wav", f"{track_id}.json", fresh.name, foreign.name}
+
+
+def test_discard_removes_a_partial_generation(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    track_id, _ = make_track(cache, seed=5)
+    assert (tmp_path / f"{track_id}.wav").exists()
+    cache.discard(track_id)
+    assert list(tmp_path.iterdir()) == []
