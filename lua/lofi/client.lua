@@ -219,7 +219,8 @@ local function finish(proc)
     state.crashes = uptime >= STABLE_MS and 1 or state.crashes + 1
     state.last_exit_ms = now
   end
-  local how = proc.exit_signal and proc.exit_signal ~= 0
+  local how = proc.exit_signal
+      and proc.exit_signal ~= 0
       and string.format("signal %d", proc.exit_signal)
     or string.format("code %d", proc.exit_code or -1)
   log.info("daemon pid %d exited (%s)%s", proc.pid, how, proc.stopping and "" or " unexpectedly")
@@ -285,22 +286,26 @@ local function spawn(cfg)
     on_done = {},
   } --[[@as lofi.Process]]
   proc.stdin, proc.stdout, proc.stderr = stdin, stdout, stderr
-  local handle, pid_or_err = uv.spawn(argv[1], {
-    args = vim.list_slice(argv, 2),
-    stdio = { stdin, stdout, stderr },
-    env = build_env(cfg.daemon.env),
-    hide = true,
-  }, vim.schedule_wrap(function(code, signal)
-    proc.exit_code, proc.exit_signal = code, signal
-    proc.pending_exit = true
-    if proc.stdout_done and proc.stderr_done then
-      finish(proc)
-    else
-      vim.defer_fn(function()
+  local handle, pid_or_err = uv.spawn(
+    argv[1],
+    {
+      args = vim.list_slice(argv, 2),
+      stdio = { stdin, stdout, stderr },
+      env = build_env(cfg.daemon.env),
+      hide = true,
+    },
+    vim.schedule_wrap(function(code, signal)
+      proc.exit_code, proc.exit_signal = code, signal
+      proc.pending_exit = true
+      if proc.stdout_done and proc.stderr_done then
         finish(proc)
-      end, DRAIN_MS)
-    end
-  end))
+      else
+        vim.defer_fn(function()
+          finish(proc)
+        end, DRAIN_MS)
+      end
+    end)
+  )
   if not handle then
     close_handle(stdin)
     close_handle(stdout)

@@ -288,8 +288,7 @@ M.subcommands = {
         elseif setup_err then
           notify_error(setup_err)
         elseif result then
-          local what = result.already_installed and "already installed and verified"
-            or "installed"
+          local what = result.already_installed and "already installed and verified" or "installed"
           notify(string.format("%s %s in %s", backend, what, tostring(result.models_dir)))
         end
       end)

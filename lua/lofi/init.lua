@@ -497,11 +497,8 @@ local function generate_params(opts)
     if not field then
       local valid = vim.tbl_keys(generate_fields)
       table.sort(valid)
-      local message = string.format(
-        "unknown option `%s` (valid: %s)",
-        tostring(name),
-        table.concat(valid, ", ")
-      )
+      local message =
+        string.format("unknown option `%s` (valid: %s)", tostring(name), table.concat(valid, ", "))
       return nil, errors.new(errors.client.INVALID_OPTION, message)
     end
     local problem = config.check_value(name, field.spec, opts[name])

@@ -179,13 +179,17 @@ function M.play(track, opts)
     stopping = false,
     loop = cfg.loop and not native_loop,
   } --[[@as lofi.PlayerProcess]]
-  local handle, pid_or_err = uv.spawn(argv[1], {
-    args = vim.list_slice(argv, 2),
-    stdio = { nil, nil, stderr },
-    hide = true,
-  }, vim.schedule_wrap(function(code, signal)
-    on_exit(proc, code, signal)
-  end))
+  local handle, pid_or_err = uv.spawn(
+    argv[1],
+    {
+      args = vim.list_slice(argv, 2),
+      stdio = { nil, nil, stderr },
+      hide = true,
+    },
+    vim.schedule_wrap(function(code, signal)
+      on_exit(proc, code, signal)
+    end)
+  )
   if not handle then
     stderr:close()
     return nil,

@@ -28,7 +28,8 @@ end
 local function bystander(pidfile)
   local handle, pid = vim.uv.spawn("sh", { args = { FAKE, pidfile, "bystander" } }, function() end)
   assert(handle, pid)
-  return pid --[[@as integer]], handle
+  return pid, --[[@as integer]]
+    handle
 end
 
 t.describe("player", function()

@@ -280,10 +280,7 @@ t.describe(":Lofi", function()
     t.eq(commands.complete("", "Lofi config "), { "backend" })
     t.eq(commands.complete("", "Lofi config backend "), { "ace-step" })
     t.eq(commands.complete("sch", "Lofi generate calm sch"), { "scheduler=" })
-    t.eq(
-      commands.complete("scheduler=h", "Lofi generate calm scheduler=h"),
-      { "scheduler=heun" }
-    )
+    t.eq(commands.complete("scheduler=h", "Lofi generate calm scheduler=h"), { "scheduler=heun" })
     t.eq(vim.fn.getcompletion("Lofi lo", "cmdline"), { "log" })
   end)
 
@@ -338,8 +335,18 @@ t.describe("daemon discovery", function()
     })
     local argv = client.command(config.get())
     t.eq(argv, {
-      "sh", "-c", "x", "serve", "--models", "/m", "--cache-dir", "/c", "--log-file", "/l.log",
-      "--threads", "2",
+      "sh",
+      "-c",
+      "x",
+      "serve",
+      "--models",
+      "/m",
+      "--cache-dir",
+      "/c",
+      "--log-file",
+      "/l.log",
+      "--threads",
+      "2",
     })
   end)
 end)
