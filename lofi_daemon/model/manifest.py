@@ -10,6 +10,7 @@ from typing import Any
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.model.constants import ModelConstants
 
 MANIFEST_NAME = "manifest.json"
 SUPPORTED_SCHEMA = 1
@@ -32,7 +33,7 @@ class Manifest:
     model_version: str
     precision: str
     graphs: dict[str, GraphInfo]
-    constants: dict[str, Any]
+    constants: ModelConstants
     defaults: dict[str, Any]
     files: dict[str, dict[str, Any]]
     tokenizer_file: str
@@ -51,6 +52,13 @@ def _invalid(root: Path, detail: str) -> LofiError:
         f"{root / MANIFEST_NAME}: {detail}",
         remedy="Run :Lofi setup ace-step (or lofi-daemon setup ace-step) to reinstall the models.",
     )
+
+
+def _constants(root: Path, data: Any) -> ModelConstants:
+    try:
+        return ModelConstants.from_json(data)
+    except (TypeError, ValueError) as exc:
+        raise _invalid(root, str(exc)) from exc
 
 
 def load_manifest(root: Path) -> Manifest:
@@ -85,7 +93,7 @@ def load_manifest(root: Path) -> Manifest:
             model_version=str(raw["model_version"]),
             precision=str(raw["precision"]),
             graphs=graphs,
-            constants=dict(raw["constants"]),
+            constants=_constants(root, raw["constants"]),
             defaults=dict(raw.get("defaults", {})),
             files=dict(raw["files"]),
             tokenizer_file=str(raw["tokenizer"]["file"]),

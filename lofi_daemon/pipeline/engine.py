@@ -1,54 +1,34 @@
-"""The text2music engine: prompt → tokens → conditions → denoising loop → latents → mel → waveform → file.
+"""The text2music engine: prompt → tokens → conditions → denoising loop → latents → waveform → file.
 
-Sessions follow the memory plan of the issue: the text and condition encoders are loaded, run and
-dropped; the denoiser is loaded, run for every step and dropped (unless ``keep_loaded``); the DCAE
-decoder and the vocoder stay resident between generations.
+:class:`Engine` orchestrates the stages of ``lofi_daemon.pipeline`` over the sessions of one model
+directory (see :mod:`lofi_daemon.pipeline.sessions` for which stay loaded). It follows upstream
+``acestep/pipeline_ace_step.py: ACEStepPipeline.__call__`` for the text2music task.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from lofi_daemon import __version__, errors
-from lofi_daemon.errors import CancelledError, LofiError
+from lofi_daemon.errors import LofiError
 from lofi_daemon.model.manifest import Manifest, load_manifest
 from lofi_daemon.pipeline import audio
 from lofi_daemon.pipeline.conditioning import build_conditions, empty_lyrics, encode_text
-from lofi_daemon.pipeline.decode import (
-    denormalize_mel,
-    latents_to_dcae_input,
-    plan_windows,
-    run_windowed,
-)
+from lofi_daemon.pipeline.decode import DecodeSettings, decode_latents, plan_decode
 from lofi_daemon.pipeline.denoise import denoise
 from lofi_daemon.pipeline.guidance import cfg_enabled, double_condition_enabled
 from lofi_daemon.pipeline.params import GenerationParams
-from lofi_daemon.pipeline.providers import create_session, requested_providers
+from lofi_daemon.pipeline.progress import ProgressCallback, ProgressTracker, StageTimer
 from lofi_daemon.pipeline.schedulers import make_scheduler
+from lofi_daemon.pipeline.sessions import GraphRunner, SessionPool
 from lofi_daemon.pipeline.tokenizer import PromptTokenizer
-
-LOG = logging.getLogger(__name__)
-
-Phase = Literal["encode", "diffusion", "decode"]
-
-
-@dataclass(frozen=True)
-class Progress:
-    phase: Phase
-    step: int
-    total: int
-    percent: float
-    eta_sec: float | None
 
 
 @dataclass(frozen=True)
@@ -82,77 +62,6 @@ class GenerationResult:
         }
 
 
-@dataclass(frozen=True)
-class DecodeSettings:
-    """Window sizes for the bounded-memory decode (latent frames for the DCAE, mel frames for the vocoder)."""
-
-    dcae_window: int = 256
-    dcae_overlap: int = 32
-    vocoder_window: int = 2048
-    vocoder_overlap: int = 64
-
-
-def latent_frames(duration_sec: float, constants: dict) -> int:
-    """T = int(duration·44100/4096) (spec §10)."""
-    return int(
-        duration_sec * constants["sample_rate_model"] / constants["samples_per_latent_frame"]
-    )
-
-
-class _ProgressTracker:
-    def __init__(
-        self,
-        total: int,
-        callback: Callable[[Progress], None] | None,
-        cancel: threading.Event | None,
-    ) -> None:
-        self.total = total
-        self.done = 0
-        self.callback = callback
-        self.cancel = cancel
-        self.started = time.monotonic()
-
-    def check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise CancelledError()
-
-    def advance(self, phase: Phase, units: int = 1) -> None:
-        self.done = min(self.total, self.done + units)
-        if self.callback is None:
-            return
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * (self.total - self.done) if self.done else None
-        self.callback(Progress(phase, self.done, self.total, 100.0 * self.done / self.total, eta))
-
-
-@dataclass
-class _Timer:
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def add(self, name: str, started: float) -> None:
-        self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - started
-
-
-class _GraphRunner:
-    """Runs one session; inference errors become MODEL_INFERENCE_FAILED. Dropping it frees the session."""
-
-    def __init__(self, graph: str, session: ort.InferenceSession) -> None:
-        self.graph = graph
-        self.session = session
-
-    def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        try:
-            return self.session.run(None, feeds)
-        except Exception as exc:
-            raise LofiError(
-                errors.MODEL_INFERENCE_FAILED,
-                f"{self.graph} failed: {str(exc).splitlines()[0][:300]}",
-            ) from exc
-
-    def first(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self(feeds)[0]
-
-
 class Engine:
     """Owns the ONNX sessions of one model directory and runs generations (one at a time)."""
 
@@ -170,13 +79,10 @@ class Engine:
         self.threads = threads
         self.keep_loaded = keep_loaded
         self.decode_settings = decode or DecodeSettings()
-        self._providers = requested_providers(provider)
+        self._sessions = SessionPool(provider, threads)
         self._manifest: Manifest | None = None
         self._tokenizer: PromptTokenizer | None = None
-        self._resident: dict[str, ort.InferenceSession] = {}
-        self._providers_used: set[str] = set()
         self._lock = threading.Lock()  # one generation at a time
-        self._state_lock = threading.Lock()  # guards what status() reads
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -191,10 +97,9 @@ class Engine:
 
     def providers_in_use(self) -> list[str]:
         """Providers that actually ran (safe to call from another thread during a generation)."""
-        with self._state_lock:
-            return sorted(self._providers_used) or list(self._providers)
+        return self._sessions.providers_in_use()
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         try:
             manifest = self.manifest
         except LofiError as exc:
@@ -213,42 +118,21 @@ class Engine:
             "providers": self.providers_in_use(),
         }
 
-    def _session(self, graph: str) -> ort.InferenceSession:
-        session = create_session(
-            self.manifest.graph_path(graph),
-            self._providers,
-            self.threads,
-            strict=self.provider != "auto",
-        )
-        got = session.get_providers()
-        if self._providers[0] not in got:
-            self._providers = [got[0]]  # the preferred provider failed once: stop retrying it
-        with self._state_lock:
-            self._providers_used.update(got[:1])
-        return session
-
-    def _resident_session(self, graph: str) -> ort.InferenceSession:
-        if graph not in self._resident:
-            self._resident[graph] = self._session(graph)
-        return self._resident[graph]
-
     def close(self) -> None:
-        self._resident.clear()
+        self._sessions.clear()
 
     def reload(self) -> None:
         """Forget the cached manifest, tokenizer and resident sessions (after a new install).
 
         Waits for a running generation to finish; the next use reads the model directory again.
         """
-        with self._lock, self._state_lock:
+        with self._lock:
             self._manifest = None
             self._tokenizer = None
-            self._resident.clear()
-            self._providers_used.clear()
+            self._sessions.clear()
 
-    def _runner(self, graph: str, *, resident: bool = False) -> _GraphRunner:
-        session = self._resident_session(graph) if resident else self._session(graph)
-        return _GraphRunner(graph, session)
+    def _runner(self, graph: str, *, resident: bool = False) -> GraphRunner:
+        return self._sessions.runner(graph, self.manifest.graph_path(graph), resident=resident)
 
     # -- the pipeline ------------------------------------------------------------------------------
     def generate(
@@ -256,7 +140,7 @@ class Engine:
         params: GenerationParams,
         out_path: Path,
         *,
-        progress: Callable[[Progress], None] | None = None,
+        progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         initial_noise: np.ndarray | None = None,
     ) -> GenerationResult:
@@ -278,17 +162,17 @@ class Engine:
         self,
         params: GenerationParams,
         out_path: Path,
-        progress: Callable[[Progress], None] | None,
+        progress: ProgressCallback | None,
         cancel: threading.Event | None,
         initial_noise: np.ndarray | None,
     ) -> GenerationResult:
         manifest = self.manifest
         constants = manifest.constants
-        erg = constants["erg"]
+        erg = constants.erg
         seed = params.seed if params.seed is not None else secrets.randbits(32)
         params = params.with_seed(seed)
-        frames = latent_frames(params.duration_sec, constants)
-        shape = (1, constants["latent_channels"], constants["latent_height"], frames)
+        frames = constants.latent_frames(params.duration_sec)
+        shape = (1, constants.latent_channels, constants.latent_height, frames)
         if initial_noise is not None:
             initial_noise = np.asarray(initial_noise)
             if initial_noise.shape != shape or not np.issubdtype(initial_noise.dtype, np.floating):
@@ -299,23 +183,12 @@ class Engine:
                 )
             if not np.isfinite(initial_noise).all():
                 raise LofiError(errors.INVALID_PARAMETER, "initial noise contains NaN or infinity")
-        scheduler = make_scheduler(
-            params.scheduler, params.infer_steps, constants["scheduler_shift"]
+        scheduler = make_scheduler(params.scheduler, params.infer_steps, constants.scheduler_shift)
+        decode_plan = plan_decode(frames, constants, self.decode_settings)
+        tracker = ProgressTracker(
+            2 + len(scheduler.timesteps) + decode_plan.units + 1, progress, cancel
         )
-        settings = self.decode_settings
-        mel_frames = frames * constants["mel_frames_per_latent_frame"]
-        dcae_windows = plan_windows(
-            frames, settings.dcae_window, settings.dcae_overlap, min_frames=4
-        )
-        vocoder_windows = plan_windows(
-            mel_frames, settings.vocoder_window, settings.vocoder_overlap, min_frames=2
-        )
-        tracker = _ProgressTracker(
-            2 + len(scheduler.timesteps) + len(dcae_windows) + len(vocoder_windows) + 1,
-            progress,
-            cancel,
-        )
-        timer = _Timer()
+        timer = StageTimer()
         started = time.monotonic()
         guided = cfg_enabled(params.guidance_scale)
         double = guided and double_condition_enabled(
@@ -327,7 +200,7 @@ class Engine:
         t0 = time.monotonic()
         if self._tokenizer is None:
             self._tokenizer = PromptTokenizer(
-                manifest.path(manifest.tokenizer_file), constants["text_max_tokens"]
+                manifest.path(manifest.tokenizer_file), constants.text_max_tokens
             )
         ids, text_mask = self._tokenizer.encode(params.prompt)
         text_encoder = self._runner("text_encoder")
@@ -335,9 +208,9 @@ class Engine:
             text_encoder,
             ids,
             text_mask,
-            n_layers=constants["text_encoder_layers"],
-            erg_layers=erg["tag_layers"],
-            erg_scale=erg["scale"],
+            n_layers=constants.text_encoder_layers,
+            erg_layers=erg.tag_layers,
+            erg_scale=erg.scale,
             with_weak=guided and params.use_erg_tag and params.use_erg_lyric,
         )
         del text_encoder
@@ -355,10 +228,10 @@ class Engine:
             text_mask,
             lyric_ids,
             lyric_mask,
-            speaker_dim=constants["speaker_embedding_dim"],
-            n_blocks=constants["conformer_blocks"],
-            erg_layers=erg["lyric_layers"],
-            erg_scale=erg["scale"],
+            speaker_dim=constants.speaker_embedding_dim,
+            n_blocks=constants.conformer_blocks,
+            erg_layers=erg.lyric_layers,
+            erg_scale=erg.scale,
             guided=guided,
             double=double,
         )
@@ -386,9 +259,9 @@ class Engine:
             params,
             noise,
             rng,
-            n_layers=constants["denoiser_layers"],
-            erg_layers=erg["diffusion_layers"],
-            erg_scale=erg["scale"],
+            n_layers=constants.denoiser_layers,
+            erg_layers=erg.diffusion_layers,
+            erg_scale=erg.scale,
             on_step=on_step,
         )
         del denoiser
@@ -401,7 +274,15 @@ class Engine:
 
         # latents → mel → waveform (DCAE decoder and vocoder stay resident)
         t0 = time.monotonic()
-        wave = self._decode(latents, constants, dcae_windows, vocoder_windows, tracker)
+        wave = decode_latents(
+            self._runner("dcae_decoder", resident=True).first,
+            self._runner("vocoder", resident=True).first,
+            latents,
+            constants,
+            decode_plan,
+            check_cancel=tracker.check_cancel,
+            on_window=lambda: tracker.advance("decode"),
+        )
         timer.add("decode", t0)
 
         # waveform → 48 kHz stereo file
@@ -414,56 +295,13 @@ class Engine:
         tracker.advance("decode")
         return result
 
-    def _decode(
-        self,
-        latents: np.ndarray,
-        constants: dict,
-        dcae_windows: list,
-        vocoder_windows: list,
-        tracker: _ProgressTracker,
-    ) -> np.ndarray:
-        dcae = self._runner("dcae_decoder", resident=True)
-        vocoder = self._runner("vocoder", resident=True)
-        z = latents_to_dcae_input(latents, constants["dcae_scale"], constants["dcae_shift"])
-        mel_n = self._windowed(
-            lambda x: dcae.first({"latents": x}),
-            z,
-            dcae_windows,
-            constants["mel_frames_per_latent_frame"],
-            tracker,
-        )
-        mel = denormalize_mel(mel_n[0], constants["mel_min"], constants["mel_max"])
-        wave = self._windowed(
-            lambda m: vocoder.first({"mel": m}),
-            mel,
-            vocoder_windows,
-            constants["vocoder_hop_length"],
-            tracker,
-        )
-        return wave[:, 0, :].astype(np.float32)  # [2 channels, N]
-
-    @staticmethod
-    def _windowed(
-        run: Callable[[np.ndarray], np.ndarray],
-        x: np.ndarray,
-        windows: list,
-        scale: int,
-        tracker: _ProgressTracker,
-    ) -> np.ndarray:
-        """Run ``run`` over the windows (cancel checked before each) and join the kept pieces."""
-        pieces = []
-        for piece in run_windowed(run, x, windows, scale, tracker.check_cancel):
-            pieces.append(piece)
-            tracker.advance("decode")
-        return np.concatenate(pieces, axis=-1)
-
     def _write(
         self,
         out_path: Path,
         wave: np.ndarray,
         params: GenerationParams,
         seed: int,
-        timer: _Timer,
+        timer: StageTimer,
         started: float,
     ) -> GenerationResult:
         t0 = time.monotonic()

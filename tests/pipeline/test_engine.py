@@ -1,7 +1,7 @@
 """Issue 3 acceptance: the text2music engine end to end on the tiny exported models.
 
 Every test drives the real :class:`Engine` over the ONNX graphs exported by the session fixture
-``tiny_models``. A spy on :class:`_GraphRunner` records the feeds of every graph call, so the tests
+``tiny_models``. A spy on :class:`GraphRunner` records the feeds of every graph call, so the tests
 can check how the engine batches the guidance branches and routes the ERG rows.
 
 Building an ONNX Runtime session (graph optimisation) costs more than running the tiny graphs, so
@@ -27,19 +27,15 @@ import pytest
 import soundfile as sf
 from model_damage import corrupt_keep_size, truncate
 
-import lofi_daemon.pipeline.engine as engine_module
 from lofi_daemon import errors
 from lofi_daemon.errors import CancelledError, LofiError
-from lofi_daemon.pipeline.decode import plan_windows
-from lofi_daemon.pipeline.engine import (
-    DecodeSettings,
-    Engine,
-    GenerationResult,
-    Progress,
-    _GraphRunner,
-)
+from lofi_daemon.pipeline import providers as providers_module
+from lofi_daemon.pipeline.decode import DecodeSettings, plan_windows
+from lofi_daemon.pipeline.engine import Engine, GenerationResult
 from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.pipeline.progress import Progress
 from lofi_daemon.pipeline.schedulers import make_scheduler
+from lofi_daemon.pipeline.sessions import GraphRunner
 
 PROMPT = "lofi hip hop, mellow rhodes, vinyl crackle, 80 bpm"
 FAST: dict[str, Any] = {"duration_sec": 5.0, "infer_steps": 4, "seed": 7}
@@ -56,7 +52,7 @@ ERG_FLAGS = ("use_erg_tag", "use_erg_lyric", "use_erg_diffusion")
 @pytest.fixture(scope="module", autouse=True)
 def shared_sessions() -> Iterator[dict[tuple[str, tuple[str, ...], int | None], Any]]:
     """Create each (file, providers, threads) session once for the whole module."""
-    real = engine_module.create_session
+    real = providers_module.create_session
     sessions: dict[tuple[str, tuple[str, ...], int | None], ort.InferenceSession] = {}
 
     def cached(
@@ -68,7 +64,7 @@ def shared_sessions() -> Iterator[dict[tuple[str, tuple[str, ...], int | None], 
         return sessions[key]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine_module, "create_session", cached)
+        patch.setattr(providers_module, "create_session", cached)
         yield sessions
 
 
@@ -88,15 +84,15 @@ class GraphCall:
 def graph_calls(monkeypatch: pytest.MonkeyPatch) -> list[GraphCall]:
     """Every graph call of the test, in order, with copies of its feeds and outputs."""
     calls: list[GraphCall] = []
-    original = _GraphRunner.__call__
+    original = GraphRunner.__call__
 
-    def recording(self: _GraphRunner, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def recording(self: GraphRunner, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         copied = {name: np.array(value, copy=True) for name, value in feeds.items()}
         outputs = original(self, feeds)
         calls.append(GraphCall(self.graph, copied, [np.array(o, copy=True) for o in outputs]))
         return outputs
 
-    monkeypatch.setattr(_GraphRunner, "__call__", recording)
+    monkeypatch.setattr(GraphRunner, "__call__", recording)
     return calls
 
 
@@ -473,7 +469,7 @@ def erg_baseline(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> np
 def test_erg_rows_are_routed_to_the_unconditional_branch(
     engine: Engine, tmp_path: Path, graph_calls: list[GraphCall], erg_baseline: np.ndarray
 ) -> None:
-    constants = engine.manifest.constants
+    constants = engine.manifest.raw["constants"]  # the manifest as written, not the parsed record
     erg = constants["erg"]
     generate(engine, tmp_path / "t.wav")
     np.testing.assert_array_equal(read(tmp_path / "t.wav"), erg_baseline)

@@ -121,7 +121,7 @@ def test_auto_falls_back_to_cpu_and_warns_once(
 
     # A second engine in the same process falls back again, silently.
     second = Engine(tiny_models, provider="auto")
-    assert second._session("vocoder").get_providers() == [CPU]
+    assert second._runner("vocoder").session.get_providers() == [CPU]
     warnings = provider_warnings(caplog)
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith(f"{CUDA} is not usable, running on CPU")
