@@ -1,10 +1,13 @@
---- The daemon process: spawn, newline framing, stderr to the log, crash backoff, shutdown.
+--- The daemon: where it is and its command line, one running per editor (started through
+--- `lofi.process`), stderr to the log, crash backoff, shutdown.
 ---
 --- One daemon per editor, spawned on first use. Only the process this module spawned is ever
 --- signalled (through its own libuv handle). After a crash the next use starts a new daemon,
 --- waiting a backoff that doubles with each quick crash and is capped.
+local config = require("lofi.config")
 local errors = require("lofi.errors")
 local log = require("lofi.log")
+local process = require("lofi.process")
 
 local uv = vim.uv
 
@@ -12,44 +15,9 @@ local M = {}
 
 --- Time after which a daemon that exits no longer counts as a quick crash.
 local STABLE_MS = 60000
---- How long to wait for the daemon's stdout to drain after it exited.
+--- How long to wait for the daemon's output to drain after it exited.
 local DRAIN_MS = 1000
 local STDERR_TAIL_CHARS = 4000
-
---- Split a byte stream into lines. Returns a function to feed chunks to; a line is delivered
---- (without its "\n" or a trailing "\r") once its newline has arrived, so a line split across
---- chunks is joined and a partial line waits for the rest. Linear in the input size.
----@param on_line fun(line: string)
----@return fun(chunk: string?) feed; nil means end of stream (a last unterminated line is
----   delivered then)
-function M.line_reader(on_line)
-  local parts = {}
-  return function(chunk)
-    if chunk == nil then
-      if #parts > 0 then
-        local rest = table.concat(parts)
-        parts = {}
-        on_line((rest:gsub("\r$", "")))
-      end
-      return
-    end
-    local start = 1
-    while true do
-      local nl = chunk:find("\n", start, true)
-      if not nl then
-        break
-      end
-      parts[#parts + 1] = chunk:sub(start, nl - 1)
-      local line = table.concat(parts)
-      parts = {}
-      on_line((line:gsub("\r$", "")))
-      start = nl + 1
-    end
-    if start <= #chunk then
-      parts[#parts + 1] = chunk:sub(start)
-    end
-  end
-end
 
 --- The restart delay after `crashes` quick crashes in a row: 0 for none, then `base`,
 --- `2 * base`, `4 * base`, ... capped at `cap`.
@@ -133,27 +101,10 @@ function M.command(cfg)
   return vim.list_extend(argv, d.args or {}), nil
 end
 
----@param overrides? table<string, string>
----@return string[]? env in "NAME=value" form, nil to inherit the editor's
-local function build_env(overrides)
-  if not overrides then
-    return nil
-  end
-  local env = vim.tbl_extend("force", vim.fn.environ(), overrides)
-  local list = {}
-  for name, value in pairs(env) do
-    list[#list + 1] = name .. "=" .. value
-  end
-  return list
-end
-
----@class lofi.Process
+---@class lofi.Daemon
 ---@field pid integer
 ---@field cmd string[]
----@field handle uv.uv_process_t
----@field stdin uv.uv_pipe_t
----@field stdout uv.uv_pipe_t
----@field stderr uv.uv_pipe_t
+---@field process lofi.Process
 ---@field started_ms integer
 ---@field stopping boolean the exit was asked for by the plugin
 ---@field exited boolean the process has ended and every handle is closed
@@ -162,22 +113,19 @@ end
 ---@field stderr_tail string
 ---@field log_path string
 ---@field rotate_log boolean the plugin rotates the log (the daemon does when it writes there)
----@field pending_exit boolean
----@field stdout_done boolean
----@field stderr_done boolean
 ---@field on_done fun()[]
 
 ---@class lofi.ClientListeners
----@field line? fun(proc: lofi.Process, line: string)
----@field exit? fun(proc: lofi.Process)
+---@field line? fun(daemon: lofi.Daemon, line: string)
+---@field exit? fun(daemon: lofi.Daemon)
 
 local state = {
-  ---@type lofi.Process?
-  proc = nil,
+  ---@type lofi.Daemon?
+  daemon = nil,
   crashes = 0,
   ---@type integer?
   last_exit_ms = nil,
-  ---@type fun(err: lofi.Error?, proc: lofi.Process?)[]
+  ---@type fun(err: lofi.Error?, daemon: lofi.Daemon?)[]
   waiting = {},
   ---@type uv.uv_timer_t?
   timer = nil,
@@ -191,48 +139,39 @@ function M.set_listeners(listeners)
   state.listeners = listeners
 end
 
----@param handle uv.uv_handle_t?
-local function close_handle(handle)
-  if handle and not handle:is_closing() then
-    handle:close()
-  end
-end
-
----@param proc lofi.Process
-local function finish(proc)
-  if proc.exited or not proc.pending_exit then
-    return
-  end
-  proc.exited = true
-  close_handle(proc.stdin)
-  close_handle(proc.stdout)
-  close_handle(proc.stderr)
-  close_handle(proc.handle)
+--- The daemon's process has ended and its output is drained: count the crash, log, tell the
+--- listeners, and start a new daemon for requests that wait.
+---@param daemon lofi.Daemon
+local function on_exit(daemon)
+  local proc = daemon.process
+  daemon.exited = true
+  daemon.exit_code, daemon.exit_signal = proc.exit_code, proc.exit_signal
   local now = uv.now()
-  if state.proc == proc then
-    state.proc = nil
+  if state.daemon == daemon then
+    state.daemon = nil
   end
-  if proc.stopping then
+  if daemon.stopping then
     state.crashes = 0
   else
-    local uptime = now - proc.started_ms
+    local uptime = now - daemon.started_ms
     state.crashes = uptime >= STABLE_MS and 1 or state.crashes + 1
     state.last_exit_ms = now
   end
-  local how = proc.exit_signal
-      and proc.exit_signal ~= 0
-      and string.format("signal %d", proc.exit_signal)
-    or string.format("code %d", proc.exit_code or -1)
-  log.info("daemon pid %d exited (%s)%s", proc.pid, how, proc.stopping and "" or " unexpectedly")
+  local how = daemon.exit_signal
+      and daemon.exit_signal ~= 0
+      and string.format("signal %d", daemon.exit_signal)
+    or string.format("code %d", daemon.exit_code or -1)
+  local expected = daemon.stopping and "" or " unexpectedly"
+  log.info("daemon pid %d exited (%s)%s", daemon.pid, how, expected)
   log.append(
-    proc.log_path,
-    string.format("--- lofi.nvim: pid %d exited (%s)\n", proc.pid, how),
-    proc.rotate_log
+    daemon.log_path,
+    string.format("--- lofi.nvim: pid %d exited (%s)\n", daemon.pid, how),
+    daemon.rotate_log
   )
   if state.listeners.exit then
-    state.listeners.exit(proc)
+    state.listeners.exit(daemon)
   end
-  for _, fn in ipairs(proc.on_done) do
+  for _, fn in ipairs(daemon.on_done) do
     fn()
   end
   if #state.waiting > 0 and not state.timer then
@@ -240,18 +179,18 @@ local function finish(proc)
   end
 end
 
---- A description of how the process ended, with the end of its stderr.
----@param proc lofi.Process
+--- A description of how the daemon ended, with the end of its stderr.
+---@param daemon lofi.Daemon
 ---@return string
-function M.exit_reason(proc)
+function M.exit_reason(daemon)
   local how
-  if proc.exit_signal and proc.exit_signal ~= 0 then
-    how = string.format("was killed by signal %d", proc.exit_signal)
+  if daemon.exit_signal and daemon.exit_signal ~= 0 then
+    how = string.format("was killed by signal %d", daemon.exit_signal)
   else
-    how = string.format("exited with code %d", proc.exit_code or -1)
+    how = string.format("exited with code %d", daemon.exit_code or -1)
   end
-  local text = string.format("the daemon (pid %d) %s", proc.pid, how)
-  local tail = vim.trim(proc.stderr_tail or "")
+  local text = string.format("the daemon (pid %d) %s", daemon.pid, how)
+  local tail = vim.trim(daemon.stderr_tail or "")
   if tail ~= "" then
     local lines = vim.split(tail, "\n", { plain = true })
     text = text .. ": " .. table.concat(vim.list_slice(lines, math.max(1, #lines - 4)), " | ")
@@ -261,141 +200,97 @@ end
 
 --- Spawn a daemon now.
 ---@param cfg lofi.Config
----@return lofi.Process? proc
+---@return lofi.Daemon? daemon
 ---@return lofi.Error? err
 local function spawn(cfg)
   local argv, err = M.command(cfg)
   if not argv then
     return nil, err
   end
-  local stdin, stdout, stderr = uv.new_pipe(false), uv.new_pipe(false), uv.new_pipe(false)
-  ---@type lofi.Process
-  local proc = {
+  ---@type lofi.Daemon
+  local daemon = {
     pid = -1,
     cmd = argv,
     started_ms = uv.now(),
     stopping = false,
     exited = false,
-    pending_exit = false,
-    stdout_done = false,
-    stderr_done = false,
     stderr_tail = "",
     log_path = type(cfg.daemon.log_file) == "string" and vim.fn.expand(cfg.daemon.log_file)
       or log.daemon_path(),
     rotate_log = cfg.daemon.log_file == false,
     on_done = {},
-  } --[[@as lofi.Process]]
-  proc.stdin, proc.stdout, proc.stderr = stdin, stdout, stderr
-  local handle, pid_or_err = uv.spawn(
-    argv[1],
-    {
-      args = vim.list_slice(argv, 2),
-      stdio = { stdin, stdout, stderr },
-      env = build_env(cfg.daemon.env),
-      hide = true,
-    },
-    vim.schedule_wrap(function(code, signal)
-      proc.exit_code, proc.exit_signal = code, signal
-      proc.pending_exit = true
-      if proc.stdout_done and proc.stderr_done then
-        finish(proc)
-      else
-        vim.defer_fn(function()
-          finish(proc)
-        end, DRAIN_MS)
+  } --[[@as lofi.Daemon]]
+  local proc, spawn_err = process.spawn(argv, {
+    env = cfg.daemon.env,
+    stdin = true,
+    on_stdout = function(line)
+      if state.listeners.line then
+        state.listeners.line(daemon, line)
       end
-    end)
-  )
-  if not handle then
-    close_handle(stdin)
-    close_handle(stdout)
-    close_handle(stderr)
+    end,
+    on_stderr = function(chunk)
+      log.append(daemon.log_path, chunk, daemon.rotate_log)
+      daemon.stderr_tail = (daemon.stderr_tail .. chunk):sub(-STDERR_TAIL_CHARS)
+    end,
+    on_exit = function()
+      on_exit(daemon)
+    end,
+    drain_ms = DRAIN_MS,
+  })
+  if not proc then
     return nil,
       errors.new(
         errors.client.DAEMON_SPAWN_FAILED,
-        string.format("cannot start %s: %s", argv[1], tostring(pid_or_err))
+        string.format("cannot start %s: %s", argv[1], tostring(spawn_err))
       )
   end
-  proc.handle = handle
-  proc.pid = pid_or_err --[[@as integer]]
-  log.info("daemon pid %d started: %s", proc.pid, table.concat(argv, " "))
+  daemon.process = proc
+  daemon.pid = proc.pid
+  log.info("daemon pid %d started: %s", daemon.pid, table.concat(argv, " "))
   log.append(
-    proc.log_path,
+    daemon.log_path,
     string.format(
       "--- lofi.nvim: %s started pid %d: %s\n",
       os.date("%Y-%m-%d %H:%M:%S"),
-      proc.pid,
+      daemon.pid,
       table.concat(argv, " ")
     ),
-    proc.rotate_log
+    daemon.rotate_log
   )
-
-  local feed = M.line_reader(function(line)
-    if state.listeners.line then
-      state.listeners.line(proc, line)
-    end
-  end)
-  stdout:read_start(vim.schedule_wrap(function(read_err, chunk)
-    if read_err then
-      log.warn("daemon stdout: %s", read_err)
-    end
-    if chunk then
-      feed(chunk)
-    else
-      feed(nil)
-      proc.stdout_done = true
-      close_handle(stdout)
-      if proc.stderr_done then
-        finish(proc)
-      end
-    end
-  end))
-  stderr:read_start(vim.schedule_wrap(function(_, chunk)
-    if chunk then
-      log.append(proc.log_path, chunk, proc.rotate_log)
-      proc.stderr_tail = (proc.stderr_tail .. chunk):sub(-STDERR_TAIL_CHARS)
-    else
-      proc.stderr_done = true
-      close_handle(stderr)
-      if proc.stdout_done then
-        finish(proc)
-      end
-    end
-  end))
-  return proc, nil
+  return daemon, nil
 end
 
----@return lofi.Process? the running daemon, if any
+---@return lofi.Daemon? daemon the running daemon, if any (not one that is stopping)
 function M.current()
-  local proc = state.proc
-  if proc and not proc.exited and not proc.stopping and not proc.pending_exit then
-    return proc
+  local daemon = state.daemon
+  if daemon and not daemon.stopping and daemon.process:is_alive() then
+    return daemon
   end
   return nil
 end
 
 ---@return integer? pid of the running daemon
 function M.pid()
-  local proc = M.current()
-  return proc and proc.pid or nil
+  local daemon = M.current()
+  return daemon and daemon.pid or nil
 end
 
 local function start_waiting()
   state.timer = nil
   local waiting = state.waiting
   state.waiting = {}
-  local proc, err = spawn(require("lofi.config").get())
-  if proc then
-    state.proc = proc
+  local daemon, err = spawn(config.get())
+  if daemon then
+    state.daemon = daemon
   end
   for _, cb in ipairs(waiting) do
-    cb(err, proc)
+    cb(err, daemon)
   end
 end
 
---- Call `cb(err, proc)` with a running daemon, spawning one if needed (after the crash
+--- Call `cb(err, daemon)` with a running daemon, spawning one if needed (after the crash
 --- backoff, or once a daemon that is shutting down has exited). `cb` may run synchronously.
----@param cb? fun(err: lofi.Error?, proc: lofi.Process?)
+---@param cb? fun(err: lofi.Error?, daemon: lofi.Daemon?)
 function M.ensure(cb)
   local running = M.current()
   if running then
@@ -407,10 +302,10 @@ function M.ensure(cb)
   if cb then
     table.insert(state.waiting, cb)
   end
-  if #state.waiting == 0 or state.timer or (state.proc and not state.proc.exited) then
+  if #state.waiting == 0 or state.timer or (state.daemon and not state.daemon.exited) then
     return
   end
-  local d = require("lofi.config").get().daemon
+  local d = config.get().daemon
   local delay = M.backoff_ms(state.crashes, d.backoff_ms, d.max_backoff_ms)
   delay = delay - (uv.now() - (state.last_exit_ms or 0))
   if delay <= 0 then
@@ -424,65 +319,56 @@ function M.ensure(cb)
     delay,
     0,
     vim.schedule_wrap(function()
-      close_handle(timer)
+      if not timer:is_closing() then
+        timer:close()
+      end
       start_waiting()
     end)
   )
 end
 
 --- Write raw bytes to the daemon's stdin.
----@param proc lofi.Process
+---@param daemon lofi.Daemon
 ---@param data string
 ---@return boolean ok
-function M.write(proc, data)
-  if proc.exited or proc.stdin:is_closing() then
-    return false
-  end
-  local ok = pcall(proc.stdin.write, proc.stdin, data)
-  return ok
+function M.write(daemon, data)
+  return daemon.process:write(data)
 end
 
 --- Stop a daemon in stages: close its stdin (the daemon exits at end of input), SIGTERM after
 --- half of `timeout_ms`, SIGKILL after `timeout_ms`. Only this process is signalled.
----@param proc lofi.Process
+---@param daemon lofi.Daemon
 ---@param timeout_ms integer
 ---@param on_done? fun() called once the process has exited
-function M.stop(proc, timeout_ms, on_done)
+function M.stop(daemon, timeout_ms, on_done)
   if on_done then
-    if proc.exited then
+    if daemon.exited then
       on_done()
       return
     end
-    table.insert(proc.on_done, on_done)
+    table.insert(daemon.on_done, on_done)
   end
-  if proc.stopping or proc.exited then
+  if daemon.stopping or daemon.exited then
     return
   end
-  proc.stopping = true
-  if not proc.stdin:is_closing() then
-    proc.stdin:shutdown(vim.schedule_wrap(function()
-      close_handle(proc.stdin)
-    end))
-  end
-  local function signal(name)
-    return function()
-      if not proc.exited and not proc.pending_exit and not proc.handle:is_closing() then
-        log.info("sending %s to daemon pid %d", name, proc.pid)
-        proc.handle:kill(name)
-      end
+  daemon.stopping = true
+  daemon.process:close_stdin()
+  local half = math.floor(timeout_ms / 2)
+  vim.defer_fn(function()
+    if daemon.process:is_alive() then
+      log.info("sending sigterm to daemon pid %d", daemon.pid)
+      daemon.process:terminate(timeout_ms - half)
     end
-  end
-  vim.defer_fn(signal("sigterm"), math.floor(timeout_ms / 2))
-  vim.defer_fn(signal("sigkill"), timeout_ms)
+  end, half)
 end
 
---- Wait (blocking, bounded) until `proc` has exited.
----@param proc lofi.Process
+--- Wait (blocking, bounded) until `daemon` has exited.
+---@param daemon lofi.Daemon
 ---@param timeout_ms integer
 ---@return boolean exited
-function M.wait(proc, timeout_ms)
+function M.wait(daemon, timeout_ms)
   return vim.wait(timeout_ms, function()
-    return proc.exited
+    return daemon.exited
   end, 10) and true or false
 end
 

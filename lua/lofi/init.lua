@@ -359,7 +359,7 @@ local on_setup_notification = {
   end,
 }
 
----@param proc lofi.Process
+---@param proc lofi.Daemon
 local function on_daemon_exit(proc)
   local client = require("lofi.client")
   local reason = client.exit_reason(proc)

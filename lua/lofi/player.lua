@@ -1,14 +1,18 @@
---- Playback through an external player. The plugin owns at most one player process and only
---- ever signals that process (through its own libuv handle).
+--- Playback through an external player. The plugin owns at most one player process (started
+--- with `lofi.process`) and only ever signals that process (through its own libuv handle).
 ---
 --- Pause and resume send SIGSTOP and SIGCONT to the player process (POSIX systems only): the
 --- player freezes where it is and continues from there. Looping uses the player's own loop
 --- option where it has one (mpv, ffplay) and otherwise starts the player again when the track
 --- ends.
+local config = require("lofi.config")
 local errors = require("lofi.errors")
 local log = require("lofi.log")
+local process = require("lofi.process")
+local user = require("lofi.user")
 
-local uv = vim.uv
+--- How long a stopped player gets between SIGTERM and SIGKILL.
+local STOP_GRACE_MS = 1000
 
 local M = {}
 
@@ -104,43 +108,39 @@ function M.detect()
   return nil
 end
 
----@class lofi.PlayerProcess
+---@class lofi.Playback
+---@field process lofi.Process
 ---@field pid integer
----@field handle uv.uv_process_t
 ---@field track lofi.Track
 ---@field argv string[]
 ---@field paused boolean
 ---@field stopping boolean
 ---@field loop boolean repeat by starting again when the track ends
 
----@type lofi.PlayerProcess?
+---@type lofi.Playback? what plays now
 local current = nil
 
----@param proc lofi.PlayerProcess
----@param code integer
----@param signal integer
-local function on_exit(proc, code, signal)
-  if not proc.handle:is_closing() then
-    proc.handle:close()
-  end
-  log.debug("player pid %d exited (code %d, signal %d)", proc.pid, code, signal)
-  if current ~= proc then
+---@param playback lofi.Playback
+local function on_exit(playback)
+  local code, signal = playback.process.exit_code or -1, playback.process.exit_signal or 0
+  log.debug("player pid %d exited (code %d, signal %d)", playback.pid, code, signal)
+  if current ~= playback then
     return
   end
   current = nil
-  if proc.stopping then
+  if playback.stopping then
     return
   end
   if code ~= 0 then
-    log.warn("player %s exited with code %d", proc.argv[1], code)
-    vim.notify(
-      string.format("[lofi] the player %s exited with code %d", proc.argv[1], code),
+    log.warn("player %s exited with code %d", playback.argv[1], code)
+    user.notify(
+      string.format("the player %s exited with code %d", playback.argv[1], code),
       vim.log.levels.WARN
     )
     return
   end
-  if proc.loop then
-    M.play(proc.track)
+  if playback.loop then
+    M.play(playback.track)
   end
 end
 
@@ -156,11 +156,11 @@ function M.play(track, opts)
   if type(track) ~= "table" or type(track.path) ~= "string" then
     return nil, errors.new(errors.client.NO_TRACK, "no track to play")
   end
-  if not uv.fs_stat(track.path) then
+  if not vim.uv.fs_stat(track.path) then
     return nil,
       errors.new(errors.client.NO_TRACK, string.format("the file %s does not exist", track.path))
   end
-  local cfg = vim.deepcopy(require("lofi.config").get().player)
+  local cfg = vim.deepcopy(config.get().player)
   if opts and opts.loop ~= nil then
     cfg.loop = opts.loop
   end
@@ -169,70 +169,52 @@ function M.play(track, opts)
     return nil, err
   end
   M.stop()
-  local stderr = uv.new_pipe(false)
-  ---@type lofi.PlayerProcess
-  local proc = {
+  ---@type lofi.Playback
+  local playback = {
     pid = -1,
     track = track,
     argv = argv,
     paused = false,
     stopping = false,
     loop = cfg.loop and not native_loop,
-  } --[[@as lofi.PlayerProcess]]
-  local handle, pid_or_err = uv.spawn(
-    argv[1],
-    {
-      args = vim.list_slice(argv, 2),
-      stdio = { nil, nil, stderr },
-      hide = true,
-    },
-    vim.schedule_wrap(function(code, signal)
-      on_exit(proc, code, signal)
-    end)
-  )
-  if not handle then
-    stderr:close()
+  } --[[@as lofi.Playback]]
+  local proc, spawn_err = process.spawn(argv, {
+    on_stderr = function(chunk)
+      log.debug("player: %s", vim.trim(chunk))
+    end,
+    on_exit = function()
+      on_exit(playback)
+    end,
+    -- The end of the track matters, not the player's last words (loop starts it again).
+    drain_ms = 0,
+  })
+  if not proc then
     return nil,
       errors.new(
         errors.client.PLAYER_NOT_FOUND,
-        string.format("cannot start %s: %s", argv[1], tostring(pid_or_err))
+        string.format("cannot start %s: %s", argv[1], tostring(spawn_err))
       )
   end
-  proc.handle = handle
-  proc.pid = pid_or_err --[[@as integer]]
-  stderr:read_start(vim.schedule_wrap(function(_, chunk)
-    if chunk then
-      log.debug("player: %s", vim.trim(chunk))
-    elseif not stderr:is_closing() then
-      stderr:close()
-    end
-  end))
-  current = proc
-  log.info("player pid %d: %s", proc.pid, table.concat(argv, " "))
-  return proc.pid, nil
+  playback.process = proc
+  playback.pid = proc.pid
+  current = playback
+  log.info("player pid %d: %s", playback.pid, table.concat(argv, " "))
+  return playback.pid, nil
 end
 
 --- Stop playback: SIGTERM to the player process (SIGKILL if it is still there after 1 s).
 ---@return boolean stopped something was playing
 function M.stop()
-  local proc = current
-  if not proc then
+  local playback = current
+  if not playback then
     return false
   end
   current = nil
-  proc.stopping = true
-  if proc.handle:is_closing() then
-    return true
+  playback.stopping = true
+  if playback.paused then
+    playback.process:kill("sigcont")
   end
-  if proc.paused then
-    proc.handle:kill("sigcont")
-  end
-  proc.handle:kill("sigterm")
-  vim.defer_fn(function()
-    if not proc.handle:is_closing() then
-      proc.handle:kill("sigkill")
-    end
-  end, 1000)
+  playback.process:terminate(STOP_GRACE_MS)
   return true
 end
 
@@ -252,7 +234,7 @@ function M.pause()
     return false, errors.new(errors.client.NOT_SUPPORTED, "pause needs SIGSTOP (not on Windows)")
   end
   if not current.paused then
-    current.handle:kill("sigstop")
+    current.process:kill("sigstop")
     current.paused = true
   end
   return true, nil
@@ -266,7 +248,7 @@ function M.resume()
     return false, errors.new(errors.client.NO_TRACK, "nothing is playing")
   end
   if current.paused then
-    current.handle:kill("sigcont")
+    current.process:kill("sigcont")
     current.paused = false
   end
   return true, nil

@@ -3,6 +3,7 @@
 --- Every request's callback runs exactly once: with the result, with the daemon's error, with
 --- TIMEOUT, or with DAEMON_EXITED when the daemon ends before answering.
 local client = require("lofi.client")
+local config = require("lofi.config")
 local errors = require("lofi.errors")
 local log = require("lofi.log")
 
@@ -11,12 +12,12 @@ local M = {}
 ---@class lofi.PendingRequest
 ---@field method string
 ---@field cb fun(err: lofi.Error?, result: any)
----@field proc? lofi.Process
+---@field daemon? lofi.Daemon the daemon the request was written to
 ---@field timer? uv.uv_timer_t
 
 ---@class lofi.RpcHandlers
 ---@field notification? fun(method: string, params: table)
----@field exit? fun(proc: lofi.Process)
+---@field exit? fun(daemon: lofi.Daemon)
 
 local state = {
   next_id = 0,
@@ -55,15 +56,15 @@ local function finish(id, err, result)
   end
 end
 
----@param proc lofi.Process
+---@param daemon lofi.Daemon
 ---@param line string
-local function on_line(proc, line)
+local function on_line(daemon, line)
   if line:match("^%s*$") then
     return
   end
   local ok, msg = pcall(vim.json.decode, line, { luanil = { object = true, array = true } })
   if not ok or type(msg) ~= "table" then
-    log.warn("daemon pid %d sent a line that is not JSON: %s", proc.pid, line:sub(1, 200))
+    log.warn("daemon pid %d sent a line that is not JSON: %s", daemon.pid, line:sub(1, 200))
     return
   end
   if type(msg.method) == "string" then
@@ -90,18 +91,18 @@ local function on_line(proc, line)
   end
 end
 
----@param proc lofi.Process
-local function on_exit(proc)
+---@param daemon lofi.Daemon
+local function on_exit(daemon)
   local ids = vim.tbl_keys(state.pending)
   table.sort(ids)
   for _, id in ipairs(ids) do
     local req = state.pending[id]
-    if req and req.proc == proc then
-      finish(id, errors.new(errors.client.DAEMON_EXITED, client.exit_reason(proc)), nil)
+    if req and req.daemon == daemon then
+      finish(id, errors.new(errors.client.DAEMON_EXITED, client.exit_reason(daemon)), nil)
     end
   end
   if state.handlers.exit then
-    state.handlers.exit(proc)
+    state.handlers.exit(daemon)
   end
 end
 
@@ -139,7 +140,7 @@ function M.request(method, params, cb, opts)
   end
   local timeout = opts.timeout_ms
   if timeout == nil then
-    timeout = require("lofi.config").get().daemon.request_timeout_ms
+    timeout = config.get().daemon.request_timeout_ms
   end
   if timeout then
     local timer = assert(vim.uv.new_timer())
@@ -159,17 +160,17 @@ function M.request(method, params, cb, opts)
     )
   end
   vim.schedule(function()
-    client.ensure(function(err, proc)
+    client.ensure(function(err, daemon)
       if state.pending[id] == nil then
         return
       end
-      if err or not proc then
+      if err or not daemon then
         finish(id, err)
         return
       end
-      req.proc = proc
+      req.daemon = daemon
       log.trace("-> %s", line:sub(1, 300))
-      if not client.write(proc, line .. "\n") then
+      if not client.write(daemon, line .. "\n") then
         finish(id, errors.new(errors.client.DAEMON_EXITED, "the daemon's stdin is closed"))
       end
     end)
@@ -206,16 +207,16 @@ end
 --- `client.stop`). `on_done` runs once it has exited (at once when none runs).
 ---@param timeout_ms? integer default `daemon.shutdown_timeout_ms`
 ---@param on_done? fun()
----@return lofi.Process? proc the daemon being stopped
+---@return lofi.Daemon? daemon the daemon being stopped
 function M.shutdown(timeout_ms, on_done)
-  local proc = client.current()
-  if not proc then
+  local daemon = client.current()
+  if not daemon then
     if on_done then
       on_done()
     end
     return nil
   end
-  timeout_ms = timeout_ms or require("lofi.config").get().daemon.shutdown_timeout_ms
+  timeout_ms = timeout_ms or config.get().daemon.shutdown_timeout_ms
   state.next_id = state.next_id + 1
   local line = vim.json.encode({
     jsonrpc = "2.0",
@@ -223,21 +224,21 @@ function M.shutdown(timeout_ms, on_done)
     method = "shutdown",
     params = { cancel_running = true },
   })
-  client.write(proc, line .. "\n")
-  client.stop(proc, timeout_ms, on_done)
-  return proc
+  client.write(daemon, line .. "\n")
+  client.stop(daemon, timeout_ms, on_done)
+  return daemon
 end
 
 --- `shutdown`, then wait for the exit (blocking, bounded). Used on `VimLeavePre`.
 ---@param timeout_ms? integer
 ---@return boolean exited
 function M.shutdown_sync(timeout_ms)
-  timeout_ms = timeout_ms or require("lofi.config").get().daemon.shutdown_timeout_ms
-  local proc = M.shutdown(timeout_ms)
-  if not proc then
+  timeout_ms = timeout_ms or config.get().daemon.shutdown_timeout_ms
+  local daemon = M.shutdown(timeout_ms)
+  if not daemon then
     return true
   end
-  return client.wait(proc, timeout_ms + 500)
+  return client.wait(daemon, timeout_ms + 500)
 end
 
 return M

@@ -3,11 +3,11 @@ local t = require("lofi_test")
 
 t.describe("framing", function()
   t.it("joins lines split at every byte and keeps partial lines", function()
-    local client = require("lofi.client")
+    local process = require("lofi.process")
     local text = '{"a":1}\n{"b":"x\\ny"}\r\n\n{"c":[1,2,3]}\n{"tail":true}'
     for cut = 1, #text - 1 do
       local lines = {}
-      local feed = client.line_reader(function(line)
+      local feed = process.line_reader(function(line)
         table.insert(lines, line)
       end)
       feed(text:sub(1, cut))
@@ -19,9 +19,9 @@ t.describe("framing", function()
   end)
 
   t.it("handles one byte per chunk and many lines per chunk", function()
-    local client = require("lofi.client")
+    local process = require("lofi.process")
     local lines = {}
-    local feed = client.line_reader(function(line)
+    local feed = process.line_reader(function(line)
       table.insert(lines, line)
     end)
     local text = string.rep("0123456789", 50) .. "\nshort\n"

@@ -1,0 +1,36 @@
+--- What reaches the user directly: "[lofi]" messages, and the user's own callbacks, run so
+--- that an error they raise is logged and shown, never propagated into the plugin.
+local errors = require("lofi.errors")
+local log = require("lofi.log")
+
+local M = {}
+
+--- Show a message with `vim.notify`, prefixed with "[lofi] ".
+---@param msg string
+---@param level? integer a `vim.log.levels` value (default INFO)
+function M.notify(msg, level)
+  vim.notify("[lofi] " .. msg, level or vim.log.levels.INFO)
+end
+
+--- Show an error (`errors.format`: name, message and remedy).
+---@param err lofi.Error
+---@param level? integer default ERROR
+function M.notify_error(err, level)
+  M.notify(errors.format(err), level or vim.log.levels.ERROR)
+end
+
+--- Run a user callback; an error it raises is logged and shown, never propagated.
+---@param what string the API function whose callback this is, for the message
+---@param cb fun(err: lofi.Error?, result: any)
+---@param err lofi.Error?
+---@param result any
+function M.callback(what, cb, err, result)
+  local ok, cb_err = pcall(cb, err, result)
+  if not ok then
+    log.error("the %s callback failed: %s", what, cb_err)
+    local message = string.format("the %s callback failed: %s", what, tostring(cb_err))
+    M.notify(message, vim.log.levels.ERROR)
+  end
+end
+
+return M
