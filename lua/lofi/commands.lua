@@ -1,18 +1,11 @@
 --- The `:Lofi` command: subcommands, argument parsing and completion.
+local config = require("lofi.config")
 local errors = require("lofi.errors")
+local user = require("lofi.user")
 
 local M = {}
 
----@param msg string
----@param level? integer
-local function notify(msg, level)
-  vim.notify("[lofi] " .. msg, level or vim.log.levels.INFO)
-end
-
----@param err lofi.Error
-local function notify_error(err)
-  notify(errors.format(err), vim.log.levels.ERROR)
-end
+local notify, notify_error = user.notify, user.notify_error
 
 --- `key=value` arguments of `:Lofi generate` and how to read their values.
 ---@type table<string, {option: string, parse: fun(text: string): any}>
@@ -34,9 +27,10 @@ local generate_keys = {
   },
 }
 
+-- Completion of `key=value` arguments whose values the option schema lists.
 local value_choices = {
-  scheduler = { "euler", "heun", "pingpong" },
-  format = { "wav", "flac", "ogg" },
+  scheduler = config.choices("generate", "scheduler"),
+  format = config.choices("generate", "format"),
 }
 
 --- Split `:Lofi generate` arguments into options: known `key=value` words become options,
@@ -146,8 +140,7 @@ local function show_status()
   else
     lines[#lines + 1] = "playing: nothing"
   end
-  local cfg = require("lofi.config").get()
-  lines[#lines + 1] = "backend: " .. cfg.generate.backend
+  lines[#lines + 1] = "backend: " .. config.get().generate.backend
   notify(table.concat(lines, "\n"))
 end
 
@@ -303,14 +296,13 @@ M.subcommands = {
   config = {
     usage = "config backend {name}",
     run = function(args)
-      local cfg = require("lofi.config")
       if args[1] ~= "backend" then
         notify("usage: :Lofi config backend {name}", vim.log.levels.ERROR)
         return
       end
       local name = args[2]
       if not name then
-        notify("backend: " .. cfg.get().generate.backend)
+        notify("backend: " .. config.get().generate.backend)
         return
       end
       require("lofi").backends(function(err, backends)
@@ -322,7 +314,7 @@ M.subcommands = {
         for _, backend in ipairs(backends or {}) do
           names[#names + 1] = backend.name
           if backend.name == name then
-            cfg.set("generate", "backend", name)
+            config.set("generate", "backend", name)
             notify(string.format("backend: %s (%s)", name, backend.status or "?"))
             return
           end
@@ -349,7 +341,7 @@ M.subcommands = {
       if args[1] == "plugin" then
         open_log(log.path())
       elseif args[1] == nil or args[1] == "daemon" then
-        local file = require("lofi.config").get().daemon.log_file
+        local file = config.get().daemon.log_file
         open_log(type(file) == "string" and vim.fn.expand(file) or log.daemon_path())
       else
         notify("usage: :Lofi log [daemon|plugin]", vim.log.levels.ERROR)

@@ -50,6 +50,7 @@ local SCHEDULERS = { "euler", "heun", "pingpong" }
 local FORMATS = { "wav", "flac", "ogg" }
 local POSITIONS = { "top-right", "bottom-right", "top-left", "bottom-left" }
 local LOG_LEVELS = { "trace", "debug", "info", "warn", "error", "off" }
+local PRIORITIES = { "normal", "high" }
 
 --- Option types. A string names one or more types joined by "|", with a trailing "?" for
 --- "may be nil"; `{ one_of = {...}, optional? }` lists the allowed values. Any other table is a
@@ -92,6 +93,13 @@ local schema = {
   log = {
     level = { one_of = LOG_LEVELS },
   },
+}
+
+--- Options of a single `generate()` call that are not `generate` defaults: a call takes the
+--- `generate` section's options (checked with that section's schema) plus these.
+local per_call_generate = {
+  priority = { one_of = PRIORITIES },
+  play = "boolean",
 }
 
 local type_labels = {
@@ -263,6 +271,43 @@ function M.validate(opts)
         return err
       end
     end
+  end
+  return nil
+end
+
+--- Check the options of one `generate()` call: each must be an option of the `generate`
+--- section (checked with that section's schema, so a value `setup()` would reject is rejected
+--- here too) or a per-call option (`priority`, `play`). Messages name the option as the call
+--- does (`scheduler`, not `generate.scheduler`).
+---@param opts table
+---@return string? error the first problem found
+function M.check_generate(opts)
+  local names = vim.tbl_keys(opts)
+  table.sort(names, function(a, b)
+    return tostring(a) < tostring(b)
+  end)
+  for _, name in ipairs(names) do
+    local spec = schema.generate[name] or per_call_generate[name]
+    if spec == nil then
+      local valid = vim.tbl_extend("error", schema.generate, per_call_generate)
+      return string.format("unknown option `%s` (valid: %s)", tostring(name), key_list(valid))
+    end
+    local err = M.check_value(name, spec, opts[name])
+    if err then
+      return err
+    end
+  end
+  return nil
+end
+
+--- The values an option may take, when the schema lists them ({"euler", "heun", ...}).
+---@param section string
+---@param field string
+---@return string[]? values a copy, nil when the option is not a choice
+function M.choices(section, field)
+  local spec = schema[section] and schema[section][field]
+  if type(spec) == "table" and spec.one_of then
+    return vim.deepcopy(spec.one_of)
   end
   return nil
 end

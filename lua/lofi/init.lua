@@ -459,24 +459,24 @@ function M.setup(opts)
   end
 end
 
--- Names of the generate() options and the daemon parameters they become.
-local generate_fields = {
-  prompt = { key = "prompt", spec = "string" },
-  duration = { key = "duration_sec", spec = "number" },
-  seed = { key = "seed", spec = "nonneg" },
-  steps = { key = "infer_steps", spec = "posint" },
-  scheduler = { key = "scheduler", spec = "string" },
-  guidance_scale = { key = "guidance_scale", spec = "number" },
-  format = { key = "format", spec = "string" },
-  priority = { key = "priority", spec = { one_of = { "normal", "high" } } },
-  backend = { key = "backend", spec = "string" },
-  play = { spec = "boolean" },
+-- The daemon parameter each generate() option becomes.
+local param_names = {
+  prompt = "prompt",
+  duration = "duration_sec",
+  seed = "seed",
+  steps = "infer_steps",
+  scheduler = "scheduler",
+  guidance_scale = "guidance_scale",
+  format = "format",
+  priority = "priority",
+  backend = "backend",
 }
 
---- Check generate() options and turn them into daemon parameters.
+--- Check generate() options (against the `generate` schema in `lofi.config`) and turn them
+--- into daemon parameters, unset ones taken from the `generate` defaults.
 ---@param opts lofi.GenerateOpts|string
 ---@return table? params
----@return lofi.Error? err
+---@return lofi.Error? err INVALID_OPTION naming the option
 local function generate_params(opts)
   if type(opts) == "string" then
     opts = { prompt = opts }
@@ -488,42 +488,21 @@ local function generate_params(opts)
         "generate() takes a prompt or a table of options, got " .. type(opts)
       )
   end
-  local names = vim.tbl_keys(opts)
-  table.sort(names, function(a, b)
-    return tostring(a) < tostring(b)
-  end)
-  for _, name in ipairs(names) do
-    local field = generate_fields[name]
-    if not field then
-      local valid = vim.tbl_keys(generate_fields)
-      table.sort(valid)
-      local message =
-        string.format("unknown option `%s` (valid: %s)", tostring(name), table.concat(valid, ", "))
-      return nil, errors.new(errors.client.INVALID_OPTION, message)
-    end
-    local problem = config.check_value(name, field.spec, opts[name])
-    if problem then
-      return nil, errors.new(errors.client.INVALID_OPTION, problem)
-    end
+  local problem = config.check_generate(opts)
+  if problem then
+    return nil, errors.new(errors.client.INVALID_OPTION, problem)
   end
   local defaults = config.get().generate
-  local merged = {
-    prompt = opts.prompt or defaults.prompt,
-    duration = opts.duration or defaults.duration,
-    seed = opts.seed or defaults.seed,
-    steps = opts.steps or defaults.steps,
-    scheduler = opts.scheduler or defaults.scheduler,
-    guidance_scale = opts.guidance_scale or defaults.guidance_scale,
-    format = opts.format or defaults.format,
-    priority = opts.priority,
-    backend = opts.backend or defaults.backend,
-  }
-  if vim.trim(merged.prompt) == "" then
-    return nil, errors.new(errors.client.INVALID_OPTION, "`prompt` must not be empty")
-  end
   local params = {}
-  for name, value in pairs(merged) do
-    params[generate_fields[name].key] = value
+  for name, key in pairs(param_names) do
+    local value = opts[name]
+    if value == nil then
+      value = defaults[name]
+    end
+    params[key] = value
+  end
+  if vim.trim(params.prompt) == "" then
+    return nil, errors.new(errors.client.INVALID_OPTION, "`prompt` must not be empty")
   end
   return params, nil
 end

@@ -159,6 +159,38 @@ t.describe("generate options", function()
     t.eq(require("lofi.client").pid(), nil, "no daemon was started")
   end)
 
+  t.it("checks values with the option schema, as setup() does", function()
+    local lofi = require("lofi")
+    local calls = {}
+    local function record(err, track)
+      table.insert(calls, { err = err, track = track })
+    end
+    lofi.generate({ prompt = "x", scheduler = "dpm" }, record)
+    lofi.generate({ prompt = "x", format = "mp3" }, record)
+    lofi.generate({ prompt = "x", priority = "urgent" }, record)
+    lofi.generate({ prompt = "x", play = "yes" }, record)
+    lofi.generate({ prompt = "x", seed = -1 }, record)
+    t.wait(1000, function()
+      return #calls == 5
+    end, "five callbacks")
+    t.sleep(50)
+    t.eq(#calls, 5)
+    local errors = require("lofi.errors")
+    for i, call in ipairs(calls) do
+      t.eq(call.err.code, errors.client.INVALID_OPTION, "call " .. i)
+      t.eq(call.track, nil)
+    end
+    t.eq(calls[1].err.message, '`scheduler` must be one of "euler", "heun", "pingpong", got "dpm"')
+    t.eq(calls[2].err.message, '`format` must be one of "wav", "flac", "ogg", got "mp3"')
+    t.eq(calls[3].err.message, '`priority` must be one of "normal", "high", got "urgent"')
+    t.eq(calls[4].err.message, '`play` must be true or false, got "yes"')
+    t.eq(calls[5].err.message, "`seed` must be a non-negative integer, got -1")
+    t.raises(function()
+      lofi.setup({ generate = { scheduler = "dpm" } })
+    end, '`generate.scheduler` must be one of "euler", "heun", "pingpong", got "dpm"')
+    t.eq(require("lofi.client").pid(), nil, "no daemon was started")
+  end)
+
   t.it("raises for a callback that is not a function", function()
     t.raises(function()
       require("lofi").generate("x", "not a function")
@@ -269,6 +301,21 @@ t.describe(":Lofi", function()
     local opts = commands.parse_generate({ "rainy", "duration=12", "night", "seed=3", "steps=4" })
     t.eq(opts, { prompt = "rainy night", duration = 12, seed = 3, steps = 4 })
     t.eq(commands.parse_generate({}), {})
+  end)
+
+  t.it("completes scheduler and format values from the option schema", function()
+    local commands = require("lofi.commands")
+    local config = require("lofi.config")
+    t.eq(commands.complete("scheduler=", "Lofi generate x scheduler="), {
+      "scheduler=euler",
+      "scheduler=heun",
+      "scheduler=pingpong",
+    })
+    local formats = vim.tbl_map(function(value)
+      return "format=" .. value
+    end, config.choices("generate", "format"))
+    t.eq(commands.complete("format=", "Lofi generate x format="), formats)
+    t.eq(config.choices("generate", "prompt"), nil)
   end)
 
   t.it("completes subcommands and their arguments", function()
