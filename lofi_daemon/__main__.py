@@ -9,6 +9,13 @@ import sys
 from lofi_daemon import __version__
 from lofi_daemon.cli.generate import add_bench_parser, add_generate_parser, run_bench, run_generate
 from lofi_daemon.cli.install import add_setup_parser, run_setup_cli
+from lofi_daemon.cli.serve import (
+    DEFAULT_LOG_LEVEL,
+    LOG_LEVELS,
+    add_serve_parser,
+    log_level,
+    run_serve,
+)
 from lofi_daemon.errors import LofiError
 
 
@@ -18,25 +25,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lofi-daemon {__version__}")
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        type=log_level,
+        default=DEFAULT_LOG_LEVEL,
+        choices=LOG_LEVELS,
+        help=f"log level (default: {DEFAULT_LOG_LEVEL}); serve also takes it after its name",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
     add_bench_parser(sub)
     add_setup_parser(sub)
-    sub.add_parser(
-        "serve", help="JSON-RPC 2.0 over stdio (used by the Neovim plugin)", add_help=False
-    )
+    add_serve_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "serve" in argv[:1]:
-        from lofi_daemon.service.server import serve_main
-
-        return serve_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "serve":
+        return run_serve(args)  # claims stdout for the protocol before anything else
     logging.basicConfig(level=args.log_level, format="lofi-daemon: %(message)s", stream=sys.stderr)
     try:
         if args.command == "generate":

@@ -13,17 +13,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import soundfile as sf
 
 from lofi_daemon import errors
+from lofi_daemon.cli.serve import ServeConfig
 from lofi_daemon.errors import CancelledError, LofiError
 from lofi_daemon.pipeline.engine import GenerationResult
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.service.cache import TrackCache
-from lofi_daemon.service.server import DaemonServer, ServeConfig
+from lofi_daemon.service.server import DaemonServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
@@ -172,7 +173,7 @@ def write_fake_models(models_dir: Path, **settings: Any) -> Path:
 class RpcClient:
     """Reads every stdout line on a thread and keeps all messages in arrival order."""
 
-    def __init__(self, stdin: BinaryIO, stdout: BinaryIO) -> None:
+    def __init__(self, stdin: IO[bytes], stdout: IO[bytes]) -> None:
         self._stdin = stdin
         self._next_id = 0
         self._cond = threading.Condition()
@@ -182,7 +183,7 @@ class RpcClient:
         self._reader = threading.Thread(target=self._read, args=(stdout,), daemon=True)
         self._reader.start()
 
-    def _read(self, stdout: BinaryIO) -> None:
+    def _read(self, stdout: IO[bytes]) -> None:
         for line in iter(stdout.readline, b""):
             try:
                 message = json.loads(line.decode("utf-8"))
@@ -325,7 +326,7 @@ class InProcessDaemon:
 
 _FAKE_SERVE_CODE = (
     "import sys; sys.path.insert(0, {tests!r}); "
-    "from daemon_doubles import fake_engine_factory; from lofi_daemon.service.server import serve_main; "
+    "from daemon_doubles import fake_engine_factory; from lofi_daemon.cli.serve import serve_main; "
     "sys.exit(serve_main(sys.argv[1:], engine_factory=fake_engine_factory))"
 )
 

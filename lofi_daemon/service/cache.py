@@ -5,10 +5,12 @@ Layout (flat, under the cache directory)::
     <track_id>.<wav|flac|ogg>   the audio
     <track_id>.json             the metadata sidecar (every parameter, seed, model version, ...)
 
-The track id is the first :data:`TRACK_ID_CHARS` hex digits of a SHA-256 over every parameter
-that changes the audio (the seed and the output format included), the backend and the model
-version. It is only defined for a fixed seed: the daemon draws a seed for requests that give
-none, so such requests are never cache hits.
+Track ids (the file names) are defined in :mod:`lofi_daemon.service.track_ids`.
+
+The cache is the only writer of a track's sidecar: the engine writes the audio and returns a
+:class:`~lofi_daemon.pipeline.engine.GenerationResult`; :meth:`TrackCache.add` merges that
+result's own description (:meth:`~lofi_daemon.pipeline.engine.GenerationResult.sidecar`) with
+what only the cache knows (track id, file name, backend, timing) and writes the file once.
 
 The directory is the only source of truth (there is no in-memory index), so the cache survives
 restarts and several daemons may share it. "Last used" is the sidecar's modification time: a
@@ -19,7 +21,6 @@ deleted from disk.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -28,64 +29,27 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.fsutil import write_json_atomic
-from lofi_daemon.pipeline.engine import GenerationResult
-from lofi_daemon.pipeline.params import FORMATS, GenerationParams
+from lofi_daemon.pipeline.params import FORMATS
+from lofi_daemon.service.track_ids import TRACK_ID_CHARS, is_track_id
+
+if TYPE_CHECKING:  # the engine module loads ONNX Runtime; the cache only reads its result
+    from lofi_daemon.pipeline.engine import GenerationResult
 
 log = logging.getLogger(__name__)
 
-TRACK_ID_CHARS: Final = 24
-TRACK_ID_SCHEME: Final = 1
 SIDECAR_SCHEMA: Final = 1
 DEFAULT_MAX_BYTES: Final = 2 * 1024**3
 ORPHAN_GRACE_SEC: Final = 600.0
 
-_TRACK_ID_RE: Final = re.compile(rf"[0-9a-f]{{{TRACK_ID_CHARS}}}")
 _TRACK_FILE_RE: Final = re.compile(
     rf"(?P<id>[0-9a-f]{{{TRACK_ID_CHARS}}})\.(?P<ext>json|{'|'.join(FORMATS)})"
 )
 _OWNED_PREFIX_RE: Final = re.compile(rf"\.?(?P<id>[0-9a-f]{{{TRACK_ID_CHARS}}})\b")
-
-
-GenerationOutput = GenerationResult  # what the engine returns and the cache records
-
-
-def is_track_id(value: object) -> bool:
-    """True when ``value`` has the shape of a track id (and so is safe in a file name)."""
-    return isinstance(value, str) and _TRACK_ID_RE.fullmatch(value) is not None
-
-
-def _canonical_params(params: GenerationParams) -> dict[str, Any]:
-    """Parameters with float fields as floats, so 30 and 30.0 (or -0.0 and 0.0) hash alike."""
-    canonical: dict[str, Any] = {}
-    for field in dataclasses.fields(GenerationParams):
-        value = getattr(params, field.name)
-        if isinstance(field.default, float) and not isinstance(value, bool):
-            value = float(value) + 0.0
-        canonical[field.name] = value
-    return canonical
-
-
-def track_id_for(params: GenerationParams, *, model_version: str, backend: str) -> str:
-    """The cache key of a generation: every audio-affecting input, hashed.
-
-    Raises:
-        ValueError: when ``params.seed`` is None (a random seed has no stable identity).
-    """
-    if params.seed is None:
-        raise ValueError("a track id needs a fixed seed")
-    payload = {
-        "scheme": TRACK_ID_SCHEME,
-        "backend": backend,
-        "model_version": model_version,
-        "params": _canonical_params(params),
-    }
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(blob.encode("ascii")).hexdigest()[:TRACK_ID_CHARS]
 
 
 @dataclass(frozen=True)
@@ -171,7 +135,7 @@ class TrackCache:
                     log.warning("cannot touch %s", entry.meta_path)
             return entry
 
-    def list(self) -> list[TrackEntry]:
+    def entries(self) -> list[TrackEntry]:
         """All complete tracks, most recently used first."""
         entries: list[TrackEntry] = []
         with self._lock:
@@ -203,18 +167,22 @@ class TrackCache:
         self.delete(track_id)
 
     def add(
-        self, track_id: str, result: GenerationOutput, *, backend: str, generation_time_sec: float
+        self, track_id: str, result: GenerationResult, *, backend: str, generation_time_sec: float
     ) -> TrackEntry:
-        """Record a finished generation: write its sidecar, then evict to the cap.
+        """Record a finished generation: write its sidecar (the result's own description plus
+        the cache's fields, see :meth:`_cache_fields`), then evict to the cap.
 
         Raises:
             LofiError: OUTPUT_WRITE_FAILED when the files cannot be placed or written.
         """
         with self._lock:
             audio = self._place_audio(track_id, Path(result.path))
-            meta = {**result.sidecar(), **self._metadata(track_id, audio, result)}
-            meta["backend"] = backend
-            meta["generation_time_sec"] = round(generation_time_sec, 3)
+            meta = {
+                **result.sidecar(),
+                **self._cache_fields(track_id, audio, result),
+                "backend": backend,
+                "generation_time_sec": round(generation_time_sec, 3),
+            }
             meta_path = self.meta_path(track_id)
             try:
                 write_json_atomic(meta_path, meta)
@@ -324,7 +292,9 @@ class TrackCache:
         if not isinstance(meta, dict) or meta.get("track_id") != track_id:
             return None
         name = meta.get("file")
-        match = _TRACK_FILE_RE.fullmatch(name) if isinstance(name, str) else None
+        if not isinstance(name, str):
+            return None
+        match = _TRACK_FILE_RE.fullmatch(name)
         if match is None or match["id"] != track_id or match["ext"] == "json":
             return None
         audio = self.root / name
@@ -358,23 +328,16 @@ class TrackCache:
         return target
 
     @staticmethod
-    def _metadata(track_id: str, audio: Path, result: GenerationOutput) -> dict[str, Any]:
-        params = result.params
+    def _cache_fields(track_id: str, audio: Path, result: GenerationResult) -> dict[str, Any]:
+        """What the sidecar holds beyond :meth:`GenerationResult.sidecar`: the cache's own keys
+        (``file`` is the name :meth:`_load` trusts, ``track_id`` ties the two files together)."""
         return {
             "schema": SIDECAR_SCHEMA,
             "track_id": track_id,
             "file": audio.name,
             "format": audio.suffix.lstrip("."),
-            "prompt": params.prompt,
-            "duration_sec": result.duration_sec,
-            "requested_duration_sec": params.duration_sec,
-            "sample_rate": result.sample_rate,
-            "channels": result.channels,
-            "seed": result.seed,
-            "params": params.to_dict(),
-            "model_version": result.model_version,
-            "providers": list(result.providers),
-            "timings": dict(result.timings),
+            "prompt": result.params.prompt,
+            "requested_duration_sec": result.params.duration_sec,
             "created_at": time.time(),
         }
 

@@ -2,7 +2,9 @@
 
 Every accepted job ends with exactly one terminal notification: ``generation_complete``,
 ``generation_error`` or ``generation_cancelled``. The queue limit counts every accepted job
-that has not ended yet, the running one included.
+that has not ended yet, the running one included. The notifications' params are built in
+:mod:`lofi_daemon.service.payloads`; which progress updates are sent is
+:class:`~lofi_daemon.service.throttle.ProgressThrottle`'s rule.
 """
 
 from __future__ import annotations
@@ -18,15 +20,27 @@ from typing import Any, Final, Literal, Protocol
 from lofi_daemon import errors
 from lofi_daemon.errors import CancelledError, LofiError
 from lofi_daemon.pipeline.params import GenerationParams
-from lofi_daemon.service.cache import TrackCache, TrackEntry
+from lofi_daemon.service.cache import TrackCache
+from lofi_daemon.service.payloads import (
+    ProgressLike,
+    cancelled_payload,
+    complete_payload,
+    error_payload,
+    final_progress_payload,
+    progress_payload,
+    start_payload,
+)
+from lofi_daemon.service.throttle import (
+    PROGRESS_INTERVAL_SEC,
+    PROGRESS_STEP_PERCENT,
+    ProgressThrottle,
+)
 
 log = logging.getLogger(__name__)
 
 Priority = Literal["normal", "high"]
 PRIORITIES: Final = ("normal", "high")
 DEFAULT_QUEUE_LIMIT: Final = 5
-PROGRESS_INTERVAL_SEC: Final = 1.0
-PROGRESS_STEP_PERCENT: Final = 5.0
 
 Emit = Callable[[str, dict[str, Any]], Any]
 CancelOutcome = Literal["cancelled", "cancelling"]
@@ -45,18 +59,8 @@ class CancelResult:
     step: int | None = None
 
 
-class ProgressLike(Protocol):
-    """The engine's ``Progress`` record."""
-
-    phase: str
-    step: int
-    total: int
-    percent: float
-    eta_sec: float | None
-
-
 class GenerationEngine(Protocol):
-    """What the daemon needs from :class:`lofi_daemon.engine.Engine`."""
+    """What the daemon needs from :class:`lofi_daemon.pipeline.engine.Engine`."""
 
     @property
     def model_version(self) -> str: ...
@@ -88,66 +92,6 @@ class Job:
     held: bool = False
     started_at: float | None = None
     progress: dict[str, Any] | None = None
-
-
-@dataclass
-class ProgressThrottle:
-    """Lets a progress update through when it moved at least ``min_step_percent`` or at least
-    ``min_interval_sec`` passed since the last one; never lets a lower percent through."""
-
-    min_interval_sec: float = PROGRESS_INTERVAL_SEC
-    min_step_percent: float = PROGRESS_STEP_PERCENT
-    clock: Callable[[], float] = time.monotonic
-    last_percent: float = 0.0
-    last_time: float | None = None
-
-    def start(self) -> None:
-        """Start the clock: the first update passes after the interval or the step."""
-        self.last_time = self.clock()
-
-    def admit(self, percent: float) -> bool:
-        now = self.clock()
-        if self.last_time is None:
-            self.last_time = now
-        if percent <= self.last_percent:
-            return False
-        if (
-            percent >= 100.0
-            or percent - self.last_percent >= self.min_step_percent
-            or now - self.last_time >= self.min_interval_sec
-        ):
-            self.last_percent = percent
-            self.last_time = now
-            return True
-        return False
-
-
-def complete_payload(entry: TrackEntry, *, cached: bool) -> dict[str, Any]:
-    """The ``generation_complete`` notification for a cached track."""
-    info = entry.to_json()
-    return {
-        "track_id": entry.track_id,
-        "path": info["path"],
-        "duration_sec": info["duration_sec"],
-        "sample_rate": info["sample_rate"],
-        "channels": info["channels"],
-        "format": info["format"],
-        "prompt": info["prompt"],
-        "seed": info["seed"],
-        "generation_time_sec": info["generation_time_sec"],
-        "model_version": info["model_version"],
-        "cached": cached,
-    }
-
-
-def error_payload(track_id: str, error: LofiError) -> dict[str, Any]:
-    return {
-        "track_id": track_id,
-        "code": error.code,
-        "name": error.name,
-        "message": error.message,
-        "remedy": error.remedy,
-    }
 
 
 class JobRunner:
@@ -297,10 +241,8 @@ class JobRunner:
         raise LofiError(errors.TRACK_NOT_FOUND, f"no queued or running generation {shown!r}")
 
     def announce_cancelled(self, track_id: str, step: int | None = None) -> None:
-        payload: dict[str, Any] = {"track_id": track_id}
-        if step is not None:
-            payload["step"] = step
-        self._emit("generation_cancelled", payload)
+        """Send ``generation_cancelled`` for a job that ends without running (or at ``step``)."""
+        self._emit("generation_cancelled", cancelled_payload(track_id, step))
 
     def snapshot(self) -> dict[str, Any]:
         """The running job and the queue, for the ``status`` method."""
@@ -373,16 +315,7 @@ class JobRunner:
         log.info(
             "generating %s (%gs, %d steps)", job.track_id, params.duration_sec, params.infer_steps
         )
-        self._emit(
-            "generation_start",
-            {
-                "track_id": job.track_id,
-                "prompt": params.prompt,
-                "duration_sec": params.duration_sec,
-                "seed": params.seed,
-                "infer_steps": params.infer_steps,
-            },
-        )
+        self._emit("generation_start", start_payload(job.track_id, params))
         throttle = ProgressThrottle(self._interval, self._step, self._clock)
         throttle.start()
         started = self._clock()
@@ -405,7 +338,7 @@ class JobRunner:
             self._cache.discard(job.track_id)
             log.info("cancelled %s", job.track_id)
             step = job.progress["step"] if job.progress else 0
-            return "generation_cancelled", {"track_id": job.track_id, "step": step}
+            return "generation_cancelled", cancelled_payload(job.track_id, step)
         except LofiError as exc:
             self._cache.discard(job.track_id)
             log.error("generation %s failed: %s", job.track_id, exc)
@@ -429,14 +362,7 @@ class JobRunner:
             percent = min(float(progress.percent), 100.0)
             if percent >= 100.0:
                 return
-            payload = {
-                "track_id": job.track_id,
-                "percent": round(percent, 1),
-                "step": int(progress.step),
-                "total_steps": int(progress.total),
-                "phase": progress.phase,
-                "eta_sec": None if progress.eta_sec is None else round(float(progress.eta_sec), 1),
-            }
+            payload = progress_payload(job.track_id, progress, percent)
             previous = job.progress
             if previous is not None and payload["percent"] < previous["percent"]:
                 return
@@ -447,15 +373,6 @@ class JobRunner:
             log.exception("cannot report progress for %s", job.track_id)
 
     def _final_progress(self, job: Job) -> None:
-        last = job.progress or {"step": 1, "total_steps": 1, "phase": "decode"}
-        total = last["total_steps"] or last["step"]
-        payload = {
-            "track_id": job.track_id,
-            "percent": 100.0,
-            "step": total,
-            "total_steps": total,
-            "phase": "decode",
-            "eta_sec": 0.0,
-        }
+        payload = final_progress_payload(job.track_id, job.progress)
         job.progress = payload
         self._emit("generation_progress", payload)

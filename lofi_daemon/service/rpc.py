@@ -5,7 +5,7 @@ of any length. A line holding only ASCII whitespace is ignored. Bytes that are n
 that is not JSON, and the non-standard JSON constants ``NaN``/``Infinity`` are parse errors.
 
 This module knows nothing about generation; :class:`Dispatcher` maps method names to handler
-callables supplied by :mod:`lofi_daemon.server`.
+callables supplied by :mod:`lofi_daemon.service.handlers`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Reply:
     """
 
     result: Any
-    after: Callable[[], None] | None = None
+    after: Callable[[], object] | None = None  # its return value is ignored
 
 
 @dataclass(frozen=True)
@@ -333,7 +333,7 @@ def error_table_markdown() -> str:
     """The error table of docs/protocol.md, generated from :data:`errors.ERROR_TABLE`.
 
     Regenerate the section with
-    ``python -c "from lofi_daemon.rpc import error_table_markdown as t; print(t())"``.
+    ``python -c "from lofi_daemon.service.rpc import error_table_markdown as t; print(t())"``.
     """
     rows = ["| Code | Name | Meaning | Remedy |", "|---:|---|---|---|"]
     for info in errors.ERROR_TABLE:

@@ -1,4 +1,4 @@
-"""The persistent track cache: ids, sidecars, persistence and LRU eviction."""
+"""The persistent track cache: sidecars, persistence and LRU eviction."""
 
 from __future__ import annotations
 
@@ -9,19 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import soundfile as sf
 from daemon_doubles import FakeEngine, FakeResult
 
 from lofi_daemon import __version__
 from lofi_daemon.pipeline.params import GenerationParams
-from lofi_daemon.service.cache import TRACK_ID_CHARS, TrackCache, is_track_id, track_id_for
+from lofi_daemon.service.cache import TrackCache
+from lofi_daemon.service.track_ids import TRACK_ID_CHARS, track_id_for
 
 BASE = GenerationParams(prompt="lofi beat", duration_sec=0.05, seed=7)
-
-
-def tid(params: GenerationParams = BASE, **kwargs: Any) -> str:
-    return track_id_for(dataclasses.replace(params, **kwargs), model_version="m1", backend="b")
 
 
 def make_track(cache: TrackCache, *, seed: int, **kwargs: Any) -> tuple[str, FakeResult]:
@@ -40,65 +36,6 @@ def add_track(cache: TrackCache, *, seed: int, **kwargs: Any) -> str:
 def age(path: Path, seconds: float) -> None:
     stamp = time.time() - seconds
     os.utime(path, (stamp, stamp))
-
-
-# -- track ids -------------------------------------------------------------------------------
-
-
-def test_track_id_is_stable_hex() -> None:
-    assert tid() == tid()
-    assert len(tid()) == TRACK_ID_CHARS and is_track_id(tid())
-
-
-CHANGED_VALUES = [
-    ("prompt", "lofi beat "),
-    ("duration_sec", 30.5),
-    ("seed", 8),
-    ("infer_steps", 28),
-    ("guidance_scale", 14.0),
-    ("scheduler", "heun"),
-    ("cfg_type", "cfg"),
-    ("omega_scale", 9.0),
-    ("guidance_interval", 0.4),
-    ("guidance_interval_decay", 0.1),
-    ("min_guidance_scale", 2.0),
-    ("guidance_scale_text", 1.0),
-    ("guidance_scale_lyric", 1.0),
-    ("use_erg_tag", False),
-    ("use_erg_lyric", False),
-    ("use_erg_diffusion", False),
-    ("format", "flac"),
-    ("wav_subtype", "float"),
-]
-
-
-def test_the_id_test_covers_every_parameter() -> None:
-    assert {name for name, _ in CHANGED_VALUES} == set(GenerationParams.field_names())
-
-
-@pytest.mark.parametrize(("name", "value"), CHANGED_VALUES)
-def test_every_audio_parameter_changes_the_id(name: str, value: Any) -> None:
-    assert tid(**{name: value}) != tid()
-
-
-def test_model_version_and_backend_change_the_id() -> None:
-    assert track_id_for(BASE, model_version="m2", backend="b") != tid()
-    assert track_id_for(BASE, model_version="m1", backend="c") != tid()
-
-
-def test_numerically_equal_values_share_an_id() -> None:
-    assert tid(duration_sec=30) == tid(duration_sec=30.0)
-    assert tid(guidance_scale_text=-0.0) == tid(guidance_scale_text=0.0)
-
-
-def test_random_seed_has_no_track_id() -> None:
-    with pytest.raises(ValueError):
-        tid(seed=None)
-
-
-@pytest.mark.parametrize("value", ["../etc/passwd", "A" * TRACK_ID_CHARS, "abc", 5, None])
-def test_is_track_id_rejects_unsafe_values(value: Any) -> None:
-    assert not is_track_id(value)
 
 
 # -- storing ---------------------------------------------------------------------------------
@@ -132,6 +69,29 @@ def test_the_cache_is_the_only_writer_of_the_metadata(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
 
 
+def test_sidecar_is_the_results_description_plus_the_caches_fields(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path)
+    track_id, result = make_track(cache, seed=6, duration_sec=0.1)
+    entry = cache.add(track_id, result, backend="b", generation_time_sec=0.25)
+    on_disk = json.loads(entry.meta_path.read_text())
+    assert on_disk == entry.metadata
+    cache_fields = {
+        "schema",
+        "track_id",
+        "file",
+        "format",
+        "prompt",
+        "requested_duration_sec",
+        "created_at",
+        "backend",
+        "generation_time_sec",
+    }
+    assert set(on_disk) == set(result.sidecar()) | cache_fields
+    assert {k: on_disk[k] for k in result.sidecar()} == json.loads(json.dumps(result.sidecar()))
+    assert (on_disk["format"], on_disk["prompt"]) == ("wav", "lofi beat")
+    assert on_disk["requested_duration_sec"] == 0.1 and on_disk["backend"] == "b"
+
+
 def test_audio_written_elsewhere_is_moved_in(tmp_path: Path) -> None:
     cache = TrackCache(tmp_path / "cache")
     params = dataclasses.replace(BASE, seed=4)
@@ -156,18 +116,18 @@ def test_tracks_survive_a_new_cache_instance(tmp_path: Path) -> None:
     first = TrackCache(tmp_path)
     ids = {add_track(first, seed=s) for s in (1, 2, 3)}
     second = TrackCache(tmp_path)
-    assert {e.track_id for e in second.list()} == ids
-    assert all(e.to_json()["prompt"] == "lofi beat" for e in second.list())
+    assert {e.track_id for e in second.entries()} == ids
+    assert all(e.to_json()["prompt"] == "lofi beat" for e in second.entries())
 
 
-def test_list_is_most_recent_first(tmp_path: Path) -> None:
+def test_entries_are_most_recent_first(tmp_path: Path) -> None:
     cache = TrackCache(tmp_path)
     a, b = add_track(cache, seed=1), add_track(cache, seed=2)
     age(cache.meta_path(a), 100)
     age(cache.meta_path(b), 50)
-    assert [e.track_id for e in cache.list()] == [b, a]
+    assert [e.track_id for e in cache.entries()] == [b, a]
     cache.get(a)
-    assert [e.track_id for e in cache.list()] == [a, b]
+    assert [e.track_id for e in cache.entries()] == [a, b]
 
 
 def test_corrupt_sidecar_is_not_a_track(tmp_path: Path) -> None:
@@ -175,7 +135,7 @@ def test_corrupt_sidecar_is_not_a_track(tmp_path: Path) -> None:
     track_id = add_track(cache, seed=1)
     cache.meta_path(track_id).write_text("{broken")
     assert cache.get(track_id) is None
-    assert cache.list() == []
+    assert cache.entries() == []
 
 
 def test_sidecar_cannot_point_outside_the_cache(tmp_path: Path) -> None:
@@ -192,7 +152,7 @@ def test_delete_removes_the_files(tmp_path: Path) -> None:
     keep, gone = add_track(cache, seed=1), add_track(cache, seed=2)
     assert cache.delete(gone) is True
     assert not any(p.name.startswith(gone) for p in tmp_path.iterdir())
-    assert [e.track_id for e in cache.list()] == [keep]
+    assert [e.track_id for e in cache.entries()] == [keep]
     assert cache.delete(gone) is False
     assert cache.delete("../" + keep) is False
 
@@ -206,10 +166,10 @@ def test_eviction_deletes_least_recently_used_files(tmp_path: Path) -> None:
     for n, track_id in enumerate(ids):
         age(cache.meta_path(track_id), 300 - 100 * n)  # ids[0] is the oldest
     cache.get(ids[0])  # now ids[1] is the least recently used
-    size = max(e.size_bytes for e in cache.list())
+    size = max(e.size_bytes for e in cache.entries())
     cache.max_bytes = 3 * size  # room for three tracks, not four
     new = add_track(cache, seed=4)
-    assert {e.track_id for e in cache.list()} == {ids[0], ids[2], new}
+    assert {e.track_id for e in cache.entries()} == {ids[0], ids[2], new}
     assert not (tmp_path / f"{ids[1]}.wav").exists()
     assert not (tmp_path / f"{ids[1]}.json").exists()
     assert cache.total_bytes() <= cache.max_bytes
@@ -219,7 +179,7 @@ def test_a_single_track_over_the_cap_is_kept(tmp_path: Path) -> None:
     cache = TrackCache(tmp_path, max_bytes=10)
     old = add_track(cache, seed=1)
     new = add_track(cache, seed=2)
-    assert [e.track_id for e in cache.list()] == [new]
+    assert [e.track_id for e in cache.entries()] == [new]
     assert not (tmp_path / f"{old}.wav").exists()
 
 
@@ -227,9 +187,9 @@ def test_opening_with_a_lower_cap_evicts(tmp_path: Path) -> None:
     cache = TrackCache(tmp_path)
     ids = [add_track(cache, seed=s) for s in (1, 2)]
     age(cache.meta_path(ids[0]), 100)
-    size = max(e.size_bytes for e in cache.list())
+    size = max(e.size_bytes for e in cache.entries())
     reopened = TrackCache(tmp_path, max_bytes=size)
-    assert [e.track_id for e in reopened.list()] == [ids[1]]
+    assert [e.track_id for e in reopened.entries()] == [ids[1]]
 
 
 # -- leftovers -------------------------------------------------------------------------------

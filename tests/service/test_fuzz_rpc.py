@@ -24,6 +24,7 @@ KNOWN_METHODS = [
     "generate",
     "cancel",
     "status",
+    "backends.list",
     "get_backends",
     "tracks.list",
     "tracks.delete",

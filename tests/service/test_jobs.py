@@ -1,4 +1,4 @@
-"""The generation queue: order, limits, cancellation, failures and progress throttling."""
+"""The generation queue: order, limits, cancellation, failures and the progress it sends."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from daemon_doubles import FakeEngine
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.pipeline.params import GenerationParams
-from lofi_daemon.service.cache import TrackCache, track_id_for
-from lofi_daemon.service.jobs import Job, JobRunner, ProgressThrottle
+from lofi_daemon.service.cache import TrackCache
+from lofi_daemon.service.jobs import Job, JobRunner
+from lofi_daemon.service.track_ids import track_id_for
 
 
 class Events:
@@ -196,7 +197,7 @@ def test_cancel_running_job_stops_at_the_next_unit_and_leaves_no_file(paused: Ha
     cancelled = paused.events.wait("generation_cancelled", job.track_id)
     assert paused.engine.cancel_requested_at == 3
     assert paused.engine.cancelled_at == 3  # the very next unit
-    assert cancelled["step"] == outcome.step + 1
+    assert outcome.step is not None and cancelled["step"] == outcome.step + 1
     assert list(paused.cache.root.iterdir()) == []
     assert [m for m, _ in paused.events.of(job.track_id)][-1] == "generation_cancelled"
 
@@ -258,51 +259,6 @@ def test_close_can_cancel_the_running_job(paused: Harness) -> None:
     assert paused.runner.join(10)
     paused.events.wait("generation_cancelled", running.track_id)
     assert list(paused.cache.root.iterdir()) == []
-
-
-# -- throttling ------------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_throttle_fast_progress_emits_every_5_percent() -> None:
-    clock = Clock()
-    throttle = ProgressThrottle(1.0, 5.0, clock)
-    emitted = []
-    for step in range(1, 100):
-        clock.now += 0.01
-        if throttle.admit(float(step)):
-            emitted.append(step)
-    assert emitted == list(range(5, 100, 5))
-
-
-def test_throttle_slow_progress_emits_every_second() -> None:
-    clock = Clock()
-    throttle = ProgressThrottle(1.0, 5.0, clock)
-    throttle.start()
-    emitted = []
-    for tick in range(1, 21):
-        clock.now += 0.5
-        if throttle.admit(tick * 0.1):
-            emitted.append(clock.now)
-    assert emitted == [1.0 * n for n in range(1, 11)]
-
-
-def test_throttle_never_goes_back_and_always_lets_100_through() -> None:
-    clock = Clock()
-    throttle = ProgressThrottle(1.0, 5.0, clock)
-    assert throttle.admit(10.0)
-    clock.now += 5
-    assert not throttle.admit(9.0)
-    assert not throttle.admit(10.0)
-    assert throttle.admit(100.0)
-    assert not throttle.admit(100.0)
 
 
 def test_submit_from_many_threads_respects_the_limit(tmp_path: Path) -> None:

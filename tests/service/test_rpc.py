@@ -1,4 +1,4 @@
-"""Framing, validation and dispatch of lofi_daemon.rpc."""
+"""Framing, validation and dispatch of lofi_daemon.service.rpc, and the protocol document."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.service.handlers import DEPRECATED_METHODS, METHODS
 from lofi_daemon.service.rpc import (
     ERROR_TABLE_END,
     ERROR_TABLE_START,
@@ -25,7 +26,6 @@ from lofi_daemon.service.rpc import (
     parse_request,
     read_lines,
 )
-from lofi_daemon.service.server import METHODS
 
 
 def lines_of(buffer: io.BytesIO) -> list[dict[str, Any]]:
@@ -304,6 +304,8 @@ def test_protocol_doc_describes_every_method_and_notification() -> None:
     text = PROTOCOL_DOC.read_text(encoding="utf-8")
     for method in METHODS:
         assert f"### `{method}`" in text
+    for old, new in DEPRECATED_METHODS.items():
+        assert f"### `{old}` (deprecated: use `{new}`)" in text
     for name in (
         "generation_start",
         "generation_progress",

@@ -1,9 +1,9 @@
-"""The daemon end to end: in-process over pipes with a fake engine, as a subprocess with a fake
-engine (signals, stdout hygiene), and as a real ``lofi-daemon serve`` with the tiny models."""
+"""The daemon's read loop and lifecycle: in-process over pipes with a fake engine (framing,
+shutdown, end of input), as a subprocess with a fake engine (signals, stdout hygiene), and as a
+real ``lofi-daemon serve`` with the tiny models. The methods themselves are test_handlers.py."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sys
@@ -13,43 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import soundfile as sf
-from daemon_doubles import (
-    DaemonProcess,
-    FakeEngine,
-    InProcessDaemon,
-    RpcClient,
-    write_fake_models,
-)
+from daemon_checks import GEN, MakeDaemon, assert_generation_protocol, error_code
+from daemon_doubles import DaemonProcess, FakeEngine, InProcessDaemon, write_fake_models
 
-from lofi_daemon import __version__, errors
-from lofi_daemon.service.cache import TrackCache
-
-GEN = {"prompt": "rainy night lofi, soft piano", "duration_sec": 5, "infer_steps": 8}
-
-MakeDaemon = Callable[..., InProcessDaemon]
-
-
-@pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
-    started: list[tuple[InProcessDaemon, FakeEngine]] = []
-
-    def make(engine: FakeEngine | None = None, *, max_bytes: int = 10**9, **kwargs: Any):
-        engine = engine or FakeEngine()
-        cache = TrackCache(tmp_path / "cache", max_bytes=max_bytes)
-        daemon = InProcessDaemon(engine, cache, **kwargs)
-        started.append((daemon, engine))
-        return daemon
-
-    yield make
-    for daemon, engine in started:
-        engine.resume.set()
-        daemon.stop()
-
-
-def error_code(reply: dict[str, Any]) -> int:
-    assert "error" in reply, reply
-    return reply["error"]["code"]
+from lofi_daemon import errors
 
 
 def wait_until_cancelling(daemon: InProcessDaemon, timeout: float = 10.0) -> None:
@@ -63,302 +30,7 @@ def wait_until_cancelling(daemon: InProcessDaemon, timeout: float = 10.0) -> Non
     raise AssertionError("the running generation was not cancelled")
 
 
-def assert_generation_protocol(client: RpcClient, reply: dict[str, Any]) -> dict[str, Any]:
-    """Check one finished generation's messages; returns generation_complete's params."""
-    track_id = reply["result"]["track_id"]
-    done = client.terminal(track_id, timeout=120)
-    assert done["method"] == "generation_complete", done
-    events = client.events(track_id)
-    assert client.index(reply) < client.index(events[0]), "the reply must come first"
-    assert events[0]["method"] == "generation_start"
-    progress = [e["params"] for e in events if e["method"] == "generation_progress"]
-    percents = [p["percent"] for p in progress]
-    assert percents == sorted(percents) and percents[-1] == 100.0 and percents.count(100.0) == 1
-    assert progress[-1]["phase"] == "decode" and events[-2]["params"] is progress[-1]
-    assert all(p["step"] <= p["total_steps"] for p in progress)
-    params = done["params"]
-    info = sf.info(params["path"])
-    assert (info.samplerate, info.channels) == (48000, 2)
-    assert params["sample_rate"] == 48000
-    assert info.duration == pytest.approx(params["duration_sec"], abs=0.05)
-    assert params["seed"] == reply["result"]["seed"]
-    for key in ("prompt", "generation_time_sec", "model_version"):
-        assert params[key] is not None
-    return params
-
-
-# -- in-process, fake engine -----------------------------------------------------------------
-
-
-def test_ping(make_daemon: MakeDaemon) -> None:
-    result = make_daemon().client.result("ping")
-    assert result == {"status": "ok", "version": __version__, "pid": os.getpid()}
-
-
-def test_generate_is_answered_before_any_notification(make_daemon: MakeDaemon) -> None:
-    client = make_daemon().client
-    reply = client.call("generate", {**GEN, "seed": 11})
-    assert reply["result"]["status"] == "queued" and reply["result"]["position"] == 0
-    params = assert_generation_protocol(client, reply)
-    assert params["prompt"] == GEN["prompt"] and params["cached"] is False
-    assert params["duration_sec"] == pytest.approx(5.0)
-
-
-def test_requests_are_served_while_a_generation_runs(make_daemon: MakeDaemon) -> None:
-    engine = FakeEngine(pause_at=3)
-    daemon = make_daemon(engine)
-    client = daemon.client
-    track_id = client.result("generate", GEN)["track_id"]
-    assert engine.paused.wait(10)
-    assert client.result("ping")["status"] == "ok"
-    status = client.result("status")
-    assert status["running"]["track_id"] == track_id
-    assert status["running"]["step"] == 2 and status["running"]["phase"] == "diffusion"
-    assert status["queue"] == [] and status["queue_limit"] == 5
-    cancel = client.result("cancel", {"track_id": track_id})
-    assert cancel == {"track_id": track_id, "status": "cancelling", "step": 2}
-    engine.resume.set()
-    cancelled = client.terminal(track_id)
-    assert cancelled["method"] == "generation_cancelled"
-    assert cancelled["params"]["step"] <= cancel["step"] + 1
-    assert not any(daemon.server.cache.root.iterdir())
-    assert client.result("status")["running"] is None
-
-
-def test_cancel_a_queued_generation(make_daemon: MakeDaemon) -> None:
-    engine = FakeEngine(pause_at=2)
-    client = make_daemon(engine).client
-    first = client.result("generate", {**GEN, "seed": 1})["track_id"]
-    assert engine.paused.wait(10)
-    queued = client.result("generate", {**GEN, "seed": 2})
-    assert queued["position"] == 1
-    reply = client.call("cancel", {"track_id": queued["track_id"]})
-    assert reply["result"] == {"track_id": queued["track_id"], "status": "cancelled"}
-    note = client.terminal(queued["track_id"])
-    assert note["method"] == "generation_cancelled" and client.index(reply) < client.index(note)
-    engine.resume.set()
-    assert client.terminal(first)["method"] == "generation_complete"
-    assert [p.seed for p in engine.calls] == [1]
-
-
-def test_cancel_unknown_track(make_daemon: MakeDaemon) -> None:
-    reply = make_daemon().client.call("cancel", {"track_id": "0" * 24})
-    assert error_code(reply) == errors.TRACK_NOT_FOUND
-
-
-def test_full_queue_gives_queue_full(make_daemon: MakeDaemon) -> None:
-    engine = FakeEngine(pause_at=1)
-    client = make_daemon(engine, queue_limit=2).client
-    ids = [client.result("generate", {**GEN, "seed": s})["track_id"] for s in (1, 2)]
-    reply = client.call("generate", {**GEN, "seed": 3})
-    assert error_code(reply) == errors.QUEUE_FULL
-    assert reply["error"]["data"]["remedy"]
-    for track_id in ids:
-        client.result("cancel", {"track_id": track_id})
-    engine.resume.set()
-    for track_id in ids:
-        assert client.terminal(track_id)["method"] == "generation_cancelled"
-    assert "result" in client.call("generate", {**GEN, "seed": 3})
-
-
-def test_high_priority_jumps_the_queue(make_daemon: MakeDaemon) -> None:
-    engine = FakeEngine(pause_at=1)
-    client = make_daemon(engine).client
-    client.result("generate", {**GEN, "seed": 1})
-    assert engine.paused.wait(10)
-    normal = client.result("generate", {**GEN, "seed": 2})
-    high = client.result("generate", {**GEN, "seed": 3, "priority": "high"})
-    assert (normal["position"], high["position"]) == (1, 1)
-    queue = client.result("status")["queue"]
-    assert [q["track_id"] for q in queue] == [high["track_id"], normal["track_id"]]
-    engine.resume.set()
-    client.terminal(normal["track_id"])
-    assert [p.seed for p in engine.calls] == [1, 3, 2]
-
-
-def test_repeated_request_is_a_cache_hit(make_daemon: MakeDaemon) -> None:
-    engine = FakeEngine()
-    client = make_daemon(engine).client
-    first = client.call("generate", {**GEN, "seed": 42})
-    done = assert_generation_protocol(client, first)
-    again = client.call("generate", {**GEN, "seed": 42, "duration_sec": 5.0})
-    result = again["result"]
-    assert result["status"] == "cached" and result["track_id"] == first["result"]["track_id"]
-    assert result["path"] == done["path"]
-    hit = client.wait_for(
-        lambda m: m.get("method") == "generation_complete" and m["params"]["cached"] is True
-    )
-    assert hit["params"]["path"] == done["path"] and hit["params"]["seed"] == 42
-    assert client.index(again) < client.index(hit)
-    assert len(client.events(result["track_id"], "generation_complete")) == 2
-    assert len(engine.calls) == 1
-    other = client.result("generate", {**GEN, "seed": 42, "infer_steps": 9})
-    assert other["status"] == "queued" and other["track_id"] != result["track_id"]
-
-
-def test_identical_request_while_queued_shares_the_job(make_daemon: MakeDaemon) -> None:
-    engine = FakeEngine(pause_at=1)
-    client = make_daemon(engine).client
-    first = client.result("generate", {**GEN, "seed": 5})
-    assert engine.paused.wait(10)
-    second = client.result("generate", {**GEN, "seed": 5})
-    assert second == first | {"position": 0}
-    engine.resume.set()
-    client.terminal(first["track_id"])
-    assert len(engine.calls) == 1
-
-
-def test_request_without_seed_draws_one(make_daemon: MakeDaemon) -> None:
-    engine = FakeEngine()
-    client = make_daemon(engine).client
-    a = client.result("generate", GEN)
-    b = client.result("generate", GEN)
-    assert a["track_id"] != b["track_id"] and a["seed"] != b["seed"]
-    assert client.terminal(a["track_id"])["params"]["seed"] == a["seed"]
-    assert client.terminal(b["track_id"])["params"]["seed"] == b["seed"]
-    assert {p.seed for p in engine.calls} == {a["seed"], b["seed"]}
-
-
-def test_missing_models_give_model_not_found(make_daemon: MakeDaemon) -> None:
-    client = make_daemon(FakeEngine(state="not_installed")).client
-    reply = client.call("generate", GEN)
-    assert error_code(reply) == errors.MODEL_NOT_FOUND
-    assert "setup" in reply["error"]["data"]["remedy"]
-    [backend] = client.result("get_backends")
-    assert backend["status"] == "not_installed"
-
-
-def test_broken_models_give_model_load_failed(make_daemon: MakeDaemon) -> None:
-    client = make_daemon(FakeEngine(state="error")).client
-    assert error_code(client.call("generate", GEN)) == errors.MODEL_LOAD_FAILED
-
-
-def test_failed_generation_is_reported_and_the_daemon_keeps_serving(
-    make_daemon: MakeDaemon,
-) -> None:
-    engine = FakeEngine(fail_with=errors.MODEL_LOAD_FAILED)
-    client = make_daemon(engine).client
-    bad = client.result("generate", GEN)["track_id"]
-    error = client.terminal(bad)
-    assert error["method"] == "generation_error"
-    assert error["params"]["code"] == errors.MODEL_LOAD_FAILED
-    assert error["params"]["name"] == "MODEL_LOAD_FAILED" and error["params"]["message"]
-    assert client.result("ping")["status"] == "ok"
-    engine.fail_with = None
-    good = client.result("generate", GEN)["track_id"]
-    assert client.terminal(good)["method"] == "generation_complete"
-
-
-@pytest.mark.parametrize(
-    ("params", "code"),
-    [
-        ({"duration_sec": 5}, errors.INVALID_PROMPT),
-        ({"prompt": ""}, errors.INVALID_PROMPT),
-        ({"prompt": 7}, errors.INVALID_PROMPT),
-        ({"prompt": "x" * 1001}, errors.INVALID_PROMPT),
-        ({"prompt": "x", "duration_sec": 4.9}, errors.INVALID_DURATION),
-        ({"prompt": "x", "duration_sec": 241}, errors.INVALID_DURATION),
-        ({"prompt": "x", "duration_sec": "30"}, errors.INVALID_DURATION),
-        ({"prompt": "x", "duration_sec": 10**400}, errors.INVALID_DURATION),
-        ({"prompt": "x", "infer_steps": 0}, errors.INVALID_INFERENCE_STEPS),
-        ({"prompt": "x", "infer_steps": 2.5}, errors.INVALID_INFERENCE_STEPS),
-        ({"prompt": "x", "guidance_scale": -1}, errors.INVALID_GUIDANCE_SCALE),
-        ({"prompt": "x", "guidance_scale": None}, errors.INVALID_GUIDANCE_SCALE),
-        ({"prompt": "x", "scheduler": "ddim"}, errors.INVALID_SCHEDULER),
-        ({"prompt": "x", "scheduler": ["euler"]}, errors.INVALID_SCHEDULER),
-        ({"prompt": "x", "cfg_type": "zero"}, errors.INVALID_CFG_TYPE),
-        ({"prompt": "x", "format": "mp3"}, errors.INVALID_FORMAT),
-        ({"prompt": "x", "seed": -1}, errors.INVALID_PARAMETER),
-        ({"prompt": "x", "seed": "1"}, errors.INVALID_PARAMETER),
-        ({"prompt": "x", "guidance_interval": 2}, errors.INVALID_PARAMETER),
-        ({"prompt": "x", "priority": "urgent"}, errors.INVALID_PARAMETER),
-        ({"prompt": "x", "backend": "musicgen"}, errors.INVALID_BACKEND),
-        ({"prompt": "x", "use_erg_tag": "yes"}, errors.INVALID_PARAMS),
-        ({"prompt": "x", "steps": 10}, errors.INVALID_PARAMS),
-    ],
-)
-def test_invalid_generate_params(
-    make_daemon: MakeDaemon, params: dict[str, Any], code: int
-) -> None:
-    engine = FakeEngine()
-    client = make_daemon(engine).client
-    reply = client.call("generate", params)
-    assert error_code(reply) == code
-    assert reply["error"]["data"]["name"] == errors.error_info(code).name
-    assert client.result("status")["queue"] == [] and engine.calls == []
-
-
-@pytest.mark.parametrize(
-    ("method", "params"),
-    [
-        ("ping", {"x": 1}),
-        ("status", {"verbose": True}),
-        ("get_backends", {"all": 1}),
-        ("tracks.list", {"page": 1}),
-        ("tracks.delete", {}),
-        ("tracks.delete", {"track_id": 5}),
-        ("cancel", {"track_id": None}),
-        ("shutdown", {"cancel_running": "yes"}),
-    ],
-)
-def test_wrong_params_give_invalid_params(
-    make_daemon: MakeDaemon, method: str, params: dict[str, Any]
-) -> None:
-    client = make_daemon().client
-    assert error_code(client.call(method, params)) == errors.INVALID_PARAMS
-    assert client.result("ping")["status"] == "ok"
-
-
-def test_unknown_method(make_daemon: MakeDaemon) -> None:
-    assert error_code(make_daemon().client.call("generate_now")) == errors.METHOD_NOT_FOUND
-
-
-def test_get_backends(make_daemon: MakeDaemon) -> None:
-    [backend] = make_daemon().client.result("get_backends", [])
-    assert backend == {
-        "name": "ace-step",
-        "status": "ready",
-        "message": "ok",
-        "min_duration_sec": 5.0,
-        "max_duration_sec": 240.0,
-        "sample_rate": 48000,
-        "model_version": "fake-ace-step-1",
-        "providers": ["CPUExecutionProvider"],
-    }
-
-
-def test_tracks_list_and_delete(make_daemon: MakeDaemon) -> None:
-    daemon = make_daemon()
-    client = daemon.client
-    ids = []
-    for seed in (1, 2):
-        track_id = client.result("generate", {**GEN, "seed": seed})["track_id"]
-        client.terminal(track_id)
-        ids.append(track_id)
-    listing = client.result("tracks.list")
-    assert {t["track_id"] for t in listing["tracks"]} == set(ids)
-    assert listing["total_bytes"] == sum(t["size_bytes"] for t in listing["tracks"])
-    assert listing["max_bytes"] == 10**9
-    track = next(t for t in listing["tracks"] if t["track_id"] == ids[0])
-    assert Path(track["path"]).is_file() and track["seed"] == 1 and track["prompt"] == GEN["prompt"]
-    assert client.result("tracks.delete", {"track_id": ids[0]}) == {
-        "track_id": ids[0],
-        "deleted": True,
-    }
-    assert not Path(track["path"]).exists()
-    assert [t["track_id"] for t in client.result("tracks.list")["tracks"]] == [ids[1]]
-    assert error_code(client.call("tracks.delete", {"track_id": ids[0]})) == errors.TRACK_NOT_FOUND
-
-
-def test_eviction_deletes_files(make_daemon: MakeDaemon) -> None:
-    daemon = make_daemon(max_bytes=1_500_000)  # one 5 s pcm16 stereo track is ~0.96 MB
-    client = daemon.client
-    first = client.result("generate", {**GEN, "seed": 1})["track_id"]
-    path = Path(client.terminal(first)["params"]["path"])
-    second = client.result("generate", {**GEN, "seed": 2})["track_id"]
-    client.terminal(second)
-    assert not path.exists()
-    assert [t["track_id"] for t in client.result("tracks.list")["tracks"]] == [second]
+# -- read loop and lifecycle, in-process, fake engine ----------------------------------------
 
 
 def test_notifications_and_blank_lines_are_never_answered(make_daemon: MakeDaemon) -> None:
@@ -515,12 +187,13 @@ def test_daemon_without_models_reports_model_not_found(
     client = spawn().client
     reply = client.call("generate", GEN)
     assert error_code(reply) == errors.MODEL_NOT_FOUND
-    assert client.result("get_backends")[0]["status"] == "not_installed"
+    assert client.result("backends.list")[0]["status"] == "not_installed"
 
 
 # -- subprocess, real engine, tiny models (issue 4 acceptance) --------------------------------
 
 FAST = {"prompt": "lofi hip hop, mellow", "duration_sec": 5, "infer_steps": 3, "seed": 1}
+
 LONG = {"prompt": "lofi hip hop, long", "duration_sec": 240, "infer_steps": 200}
 
 
@@ -530,7 +203,7 @@ def test_real_generation_then_cache_hit_then_restart(
 ) -> None:
     daemon = spawn(real=True, models=tiny_models)
     client = daemon.client
-    [backend] = client.result("get_backends")
+    [backend] = client.result("backends.list")
     assert backend["status"] == "ready" and backend["providers"]
     first = client.call("generate", FAST, timeout=60)
     done = assert_generation_protocol(client, first)
@@ -618,5 +291,5 @@ def test_real_corrupt_model_reports_a_model_error_and_keeps_serving(
         assert note["method"] == "generation_error"
         assert note["params"]["code"] in model_codes
     assert client.result("ping")["status"] == "ok"
-    assert client.result("get_backends")[0]["name"] == "ace-step"
+    assert client.result("backends.list")[0]["name"] == "ace-step"
     assert not [p for p in (tmp_path / "cache").iterdir() if p.suffix in (".wav", ".json")]

@@ -1,0 +1,322 @@
+"""The daemon's JSON-RPC methods: one handler per method, and the checks of their params.
+
+Method names follow one convention (docs/protocol.md, "Method names"): a plain verb for an
+operation of the daemon itself (``ping``, ``status``, ``generate``, ``cancel``, ``setup``,
+``shutdown``) and ``collection.verb`` for an operation on a collection (``tracks.list``,
+``tracks.delete``, ``backends.list``, ``setup.cancel``). Names from before the convention stay
+answered as deprecated aliases (:data:`DEPRECATED_METHODS`).
+
+Handlers run on the reading thread and answer at once; generation and setup work is handed to
+the :class:`~lofi_daemon.service.jobs.JobRunner` and the
+:class:`~lofi_daemon.service.install_jobs.SetupRunner`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from lofi_daemon import __version__, errors
+from lofi_daemon.errors import LofiError
+from lofi_daemon.paths import BACKEND
+from lofi_daemon.pipeline.params import (
+    MAX_DURATION_SEC,
+    MAX_SEED,
+    MIN_DURATION_SEC,
+    GenerationParams,
+)
+from lofi_daemon.service.cache import TrackCache
+from lofi_daemon.service.install_jobs import SetupRequest, SetupRunner
+from lofi_daemon.service.jobs import PRIORITIES, GenerationEngine, Job, JobRunner
+from lofi_daemon.service.payloads import complete_payload
+from lofi_daemon.service.rpc import Handler, MessageWriter, Reply
+from lofi_daemon.service.track_ids import track_id_for
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE: Final = 48000  # of every file written (pipeline/audio.py: SAMPLE_RATE_OUT)
+
+# JSON-RPC method name -> Handlers attribute.
+METHODS: Final = {
+    "ping": "ping",
+    "status": "status",
+    "generate": "generate",
+    "cancel": "cancel",
+    "setup": "setup",
+    "shutdown": "shutdown",
+    "backends.list": "backends_list",
+    "tracks.list": "tracks_list",
+    "tracks.delete": "tracks_delete",
+    "setup.cancel": "setup_cancel",
+}
+# Deprecated name -> the method it stands for (answered the same; logged once per daemon).
+DEPRECATED_METHODS: Final = {
+    "get_backends": "backends.list",
+}
+GENERATE_ONLY_PARAMS: Final = ("priority", "backend")  # not part of GenerationParams
+SETUP_PARAMS: Final = ("backend", "confirm", "checkpoint", "force")
+
+
+# -- params ----------------------------------------------------------------------------------
+
+
+def check_params(params: dict[str, Any], allowed: tuple[str, ...], method: str) -> None:
+    """Reject parameter names ``method`` does not take (INVALID_PARAMS)."""
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise LofiError(errors.INVALID_PARAMS, f"{method} does not take {names}")
+
+
+def track_id_param(params: dict[str, Any], method: str) -> str:
+    """The one ``track_id`` param of ``cancel`` and ``tracks.delete`` (INVALID_PARAMS if not a
+    string; an unknown id is the caller's TRACK_NOT_FOUND)."""
+    check_params(params, ("track_id",), method)
+    track_id = params.get("track_id")
+    if not isinstance(track_id, str):
+        raise LofiError(errors.INVALID_PARAMS, f"{method} needs a string track_id")
+    return track_id
+
+
+def _check_backend(backend: object) -> None:
+    if backend != BACKEND:
+        shown = repr(backend)[:60]
+        raise LofiError(errors.INVALID_BACKEND, f"unknown backend {shown}; use {BACKEND!r}")
+
+
+def generation_params(params: dict[str, Any]) -> GenerationParams:
+    """Validate the generation fields of a ``generate`` request (shared rules with the CLI).
+
+    A value of the wrong JSON type gets the same code as an out-of-range value of that
+    parameter (INVALID_DURATION for ``duration_sec``, ...); unknown names get INVALID_PARAMS.
+    """
+    fields = {k: v for k, v in params.items() if k not in GENERATE_ONLY_PARAMS}
+    _check_backend(params.get("backend", BACKEND))
+    if "prompt" not in fields:
+        raise LofiError(errors.INVALID_PROMPT, "generate needs a prompt")
+    try:
+        return GenerationParams.from_dict(fields)
+    except TypeError as exc:
+        raise LofiError(errors.INVALID_PARAMS, f"invalid parameters: {exc}") from exc
+
+
+def setup_request(params: dict[str, Any]) -> SetupRequest:
+    """Validate the params of a ``setup`` request."""
+    check_params(params, SETUP_PARAMS, "setup")
+    backend = params.get("backend")
+    if not isinstance(backend, str):
+        raise LofiError(errors.INVALID_PARAMS, f"setup needs a string backend ({BACKEND!r})")
+    _check_backend(backend)
+    for name in ("confirm", "force"):
+        if not isinstance(params.get(name, False), bool):
+            raise LofiError(errors.INVALID_PARAMS, f"{name} must be true or false")
+    checkpoint = params.get("checkpoint")
+    if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
+        raise LofiError(errors.INVALID_PARAMS, "checkpoint must be a folder path (a string)")
+    return SetupRequest(
+        backend=backend,
+        confirm=params.get("confirm", False),
+        checkpoint=Path(checkpoint).expanduser() if checkpoint is not None else None,
+        force=params.get("force", False),
+    )
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+class Handlers:
+    """The method handlers over the daemon's parts.
+
+    Args:
+        engine: the generation engine (``Engine`` or a test double).
+        cache: the track cache.
+        runner: the generation queue.
+        setup_runner: the model installation job.
+        writer: where notifications go (a cache hit's ``generation_complete``).
+        request_shutdown: called with ``cancel_running`` once a ``shutdown`` reply is out.
+    """
+
+    def __init__(
+        self,
+        engine: GenerationEngine,
+        cache: TrackCache,
+        runner: JobRunner,
+        setup_runner: SetupRunner,
+        writer: MessageWriter,
+        request_shutdown: Callable[[bool], None],
+    ) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.runner = runner
+        self.setup_runner = setup_runner
+        self.writer = writer
+        self._request_shutdown = request_shutdown
+        self._warned: set[str] = set()
+
+    def table(self) -> dict[str, Handler]:
+        """Every answered method name (deprecated aliases included) -> its handler."""
+        table: dict[str, Handler] = {
+            method: getattr(self, attribute) for method, attribute in METHODS.items()
+        }
+        for old, new in DEPRECATED_METHODS.items():
+            table[old] = self._deprecated(old, new, table[new])
+        return table
+
+    def _deprecated(self, old: str, new: str, handler: Handler) -> Handler:
+        def alias(params: dict[str, Any]) -> Any:
+            if old not in self._warned:
+                self._warned.add(old)
+                log.info("the method %s is deprecated; use %s", old, new)
+            return handler(params)
+
+        return alias
+
+    def ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        check_params(params, (), "ping")
+        return {"status": "ok", "version": __version__, "pid": os.getpid()}
+
+    def status(self, params: dict[str, Any]) -> dict[str, Any]:
+        check_params(params, (), "status")
+        return {**self.runner.snapshot(), "setup": self.setup_runner.snapshot()}
+
+    def generate(self, params: dict[str, Any]) -> Reply:
+        request = generation_params(params)
+        priority = params.get("priority", "normal")
+        if priority not in PRIORITIES:
+            raise LofiError(errors.INVALID_PARAMETER, 'priority must be "normal" or "high"')
+        model_version = self._require_ready()
+        if request.seed is None:
+            request = request.with_seed(secrets.randbelow(MAX_SEED + 1))
+        track_id = track_id_for(request, model_version=model_version, backend=BACKEND)
+        base = {"track_id": track_id, "seed": request.seed}
+
+        position = self.runner.position(track_id)
+        if position is not None:
+            return Reply({**base, "status": "queued", "position": position})
+        entry = self.cache.get(track_id)
+        if entry is not None:
+            log.info("cache hit %s", track_id)
+            return Reply(
+                {**base, "status": "cached", "position": 0, "path": str(entry.path)},
+                after=lambda: self.writer.notify(
+                    "generation_complete", complete_payload(entry, cached=True)
+                ),
+            )
+        if self.setup_runner.running:
+            raise LofiError(
+                errors.BACKEND_NOT_INSTALLED,
+                "a setup is installing the models; generate again after setup_complete",
+                remedy="Wait for the setup to finish (or cancel it with setup.cancel).",
+            )
+        job = Job(
+            track_id=track_id,
+            params=request,
+            out_path=self.cache.audio_path(track_id, request.format),
+            priority=priority,
+            model_version=model_version,
+        )
+        position = self.runner.submit(job, hold=True)
+        log.info("queued %s at position %d", track_id, position)
+        return Reply(
+            {**base, "status": "queued", "position": position},
+            after=lambda: self.runner.release(track_id),
+        )
+
+    def cancel(self, params: dict[str, Any]) -> Any:
+        track_id = track_id_param(params, "cancel")
+        outcome = self.runner.cancel(track_id)
+        if outcome.status == "cancelled":
+            return Reply(
+                {"track_id": track_id, "status": "cancelled"},
+                after=lambda: self.runner.announce_cancelled(track_id),
+            )
+        return {"track_id": track_id, "status": "cancelling", "step": outcome.step}
+
+    def setup(self, params: dict[str, Any]) -> Reply:
+        request = setup_request(params)
+        busy = self.runner.snapshot()
+        if busy["running"] is not None or busy["queue"]:
+            raise LofiError(
+                errors.SETUP_FAILED,
+                "a generation is running or queued; the setup cannot run at the same time",
+                remedy="Wait for the generations to finish (or cancel them), then run the setup.",
+            )
+        launch = self.setup_runner.start(request)
+        return Reply({"status": "started"}, after=launch)
+
+    def shutdown(self, params: dict[str, Any]) -> Reply:
+        check_params(params, ("cancel_running",), "shutdown")
+        cancel_running = params.get("cancel_running", False)
+        if not isinstance(cancel_running, bool):
+            raise LofiError(errors.INVALID_PARAMS, "cancel_running must be true or false")
+        return Reply(
+            {"status": "shutting_down"}, after=lambda: self._request_shutdown(cancel_running)
+        )
+
+    def backends_list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        check_params(params, (), "backends.list")
+        state = self._engine_status()
+        return [
+            {
+                "name": BACKEND,
+                "status": state.get("status", "error"),
+                "message": state.get("message", ""),
+                "min_duration_sec": MIN_DURATION_SEC,
+                "max_duration_sec": MAX_DURATION_SEC,
+                "sample_rate": SAMPLE_RATE,
+                "model_version": state.get("model_version"),
+                "providers": list(state.get("providers") or []),
+            }
+        ]
+
+    def tracks_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        check_params(params, (), "tracks.list")
+        entries = self.cache.entries()
+        return {
+            "tracks": [entry.to_json() for entry in entries],
+            "total_bytes": sum(entry.size_bytes for entry in entries),
+            "max_bytes": self.cache.max_bytes,
+            "cache_dir": str(self.cache.root),
+        }
+
+    def tracks_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        track_id = track_id_param(params, "tracks.delete")
+        if not self.cache.delete(track_id):
+            raise LofiError(errors.TRACK_NOT_FOUND, f"no cached track {track_id[:64]!r}")
+        return {"track_id": track_id, "deleted": True}
+
+    def setup_cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        check_params(params, (), "setup.cancel")
+        return {"cancelled": self.setup_runner.cancel()}
+
+    # -- engine state --------------------------------------------------------------------------
+
+    def _engine_status(self) -> dict[str, Any]:
+        try:
+            state = self.engine.status()
+        except LofiError as exc:
+            return {"status": "error", "message": exc.message, "model_version": None}
+        except Exception as exc:
+            log.exception("engine status failed")
+            return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
+        return state if isinstance(state, dict) else {"status": "error", "message": "bad status"}
+
+    def _require_ready(self) -> str:
+        """The model version, or the error that explains why no generation can run."""
+        state = self._engine_status()
+        message = state.get("message") or ""
+        remedy = state.get("remedy") if isinstance(state.get("remedy"), str) else None
+        if state.get("status") == "not_installed":
+            raise LofiError(
+                errors.MODEL_NOT_FOUND, message or "the models are not installed", remedy=remedy
+            )
+        if state.get("status") != "ready":
+            raise LofiError(
+                errors.MODEL_LOAD_FAILED, message or "the models cannot be used", remedy=remedy
+            )
+        version = state.get("model_version")
+        return version if isinstance(version, str) and version else self.engine.model_version
