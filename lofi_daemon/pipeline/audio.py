@@ -1,6 +1,8 @@
 """Audio post-processing and crash-safe, byte-deterministic output files (runtime, no torch).
 
-The vocoder produces 44.1 kHz audio; output files are 48 kHz (spec §12). Every file is written
+The vocoder produces 44.1 kHz audio; output files are 48 kHz, as upstream
+(``acestep/music_dcae/music_dcae_pipeline.py: MusicDCAE.decode`` resamples to ``sr=48000``;
+here soxr instead of torchaudio's sinc resampler, so samples differ slightly). Every file is written
 to a temporary sibling, fsynced and renamed over the destination, so a reader never sees a
 partial file and a failed write leaves nothing behind.
 
@@ -24,7 +26,7 @@ import soxr
 
 from lofi_daemon.fsutil import write_bytes_atomic
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE_MODEL = 44100
 """Sample rate of the vocoder output."""
@@ -69,7 +71,7 @@ def resample_to_48k(wave: np.ndarray) -> np.ndarray:
     out = np.asarray(out, dtype=np.float32).reshape(-1, wave.shape[0]).T
     got = out.shape[1]
     if abs(got - target) > 1:
-        logger.warning("soxr returned %d samples, expected %d; adjusting", got, target)
+        log.warning("soxr returned %d samples, expected %d; adjusting", got, target)
     if got >= target:
         return np.ascontiguousarray(out[:, :target])
     return np.pad(out, ((0, 0), (0, target - got)))
@@ -94,7 +96,7 @@ def prevent_clipping(wave: np.ndarray) -> np.ndarray:
     peak = float(np.max(np.abs(wave)))
     if not peak > 1.0:
         return wave
-    logger.debug("scaling audio down from peak %.6f", peak)
+    log.debug("scaling audio down from peak %.6f", peak)
     return (wave / np.asarray(peak, dtype=wave.dtype)).astype(wave.dtype, copy=False)
 
 
@@ -229,4 +231,4 @@ def write_audio(
     """
     payload = encode_audio(wave, sample_rate, fmt, wav_subtype)
     write_bytes_atomic(Path(path), payload)
-    logger.debug("wrote %s (%d bytes, %d Hz, %s)", path, len(payload), sample_rate, fmt)
+    log.debug("wrote %s (%d bytes, %d Hz, %s)", path, len(payload), sample_rate, fmt)

@@ -1,4 +1,8 @@
-"""Prompt embeddings → the condition sequences the denoiser attends to (spec §6.1).
+"""Prompt embeddings → the condition sequences the denoiser attends to.
+
+The variants follow upstream ``acestep/pipeline_ace_step.py: text2music_diffusion_process``: the
+conditional ``encode()``, the ERG null branch (weak prompt from ``get_text_embeddings_null`` and
+lyric ERG hooks) or zeros, and, for double-condition guidance, the text-only branch.
 
 The text encoder and the condition encoder each run once per generation, with every variant the
 guidance needs stacked in one batch; ERG is chosen per batch row through the graphs' q-scale inputs.
@@ -6,7 +10,7 @@ guidance needs stacked in one batch; ERG is chosen per batch row through the gra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +21,7 @@ RunGraph = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
 def erg_scale_rows(
-    n_layers: int, erg_layers: list[int], scale: float, flags: list[bool]
+    n_layers: int, erg_layers: Sequence[int], scale: float, flags: list[bool]
 ) -> np.ndarray:
     """One q-scale row per batch entry: 1 everywhere, ``scale`` at ``erg_layers`` where the flag is set."""
     rows = np.ones((len(flags), n_layers), dtype=np.float32)
@@ -38,7 +42,11 @@ class Conditions:
 
 
 def empty_lyrics() -> tuple[np.ndarray, np.ndarray]:
-    """Instrumental: one token id 0 with mask 0 (spec §4.3), not a zero-length tensor."""
+    """Instrumental: one token id 0 with mask 0, not a zero-length tensor.
+
+    Upstream ``ACEStepPipeline.__call__`` starts from ``[[0]]`` ids and mask and replaces them only
+    when lyrics are given; the masked token is never attended to.
+    """
     return np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
 
 
@@ -48,7 +56,7 @@ def encode_text(
     mask: np.ndarray,
     *,
     n_layers: int,
-    erg_layers: list[int],
+    erg_layers: Sequence[int],
     erg_scale: float,
     with_weak: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -77,7 +85,7 @@ def build_conditions(
     *,
     speaker_dim: int,
     n_blocks: int,
-    erg_layers: list[int],
+    erg_layers: Sequence[int],
     erg_scale: float,
     guided: bool,
     double: bool,

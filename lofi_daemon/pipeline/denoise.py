@@ -1,4 +1,7 @@
-"""The denoising loop (spec §9): schedulers and guidance in numpy, one batched denoiser call per step.
+"""The denoising loop: schedulers and guidance in numpy, one batched denoiser call per step.
+
+Upstream: ``acestep/pipeline_ace_step.py: ACEStepPipeline.text2music_diffusion_process``, which
+runs the branches as separate forward passes; here they share one batch.
 
 Inside the guidance interval the conditional, (text-only) and unconditional branches are stacked into
 one batch; outside it only the conditional branch runs.
@@ -6,7 +9,7 @@ one batch; outside it only the conditional branch runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,7 +30,7 @@ def denoise(
     rng: np.random.Generator,
     *,
     n_layers: int,
-    erg_layers: list[int],
+    erg_layers: Sequence[int],
     erg_scale: float,
     on_step: Callable[[int], None] | None = None,
 ) -> np.ndarray:
@@ -45,9 +48,11 @@ def denoise(
             on_step(i)
         guided = guided_run and start <= i < end
         if guided:
-            branches = (
-                [conditions.cond] + ([conditions.text_only] if double else []) + [conditions.null]
-            )
+            assert conditions.null is not None  # guided_run requires it
+            branches = [conditions.cond]
+            if conditions.text_only is not None:
+                branches.append(conditions.text_only)
+            branches.append(conditions.null)
             erg = [False] * (len(branches) - 1) + [params.use_erg_diffusion]
             batch = len(branches)
             v_all = run(

@@ -93,8 +93,9 @@ class MomentumBuffer:
         """Fold ``update_value`` into the average and return the new average (float32)."""
         x = np.asarray(update_value, dtype=np.float32)
         decayed = np.float32(self.momentum) * np.asarray(self.running_average, dtype=np.float32)
-        self.running_average = (x + decayed).astype(np.float32, copy=False)
-        return self.running_average
+        average = (x + decayed).astype(np.float32, copy=False)
+        self.running_average = average
+        return average
 
 
 def _pair(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -1,9 +1,15 @@
 """Log-mel spectrogram and DCAE mel normalisation in numpy (runtime side, no torch).
 
-The encode path (repaint, extend, edit, audio2audio) turns 44.1 kHz stereo audio into the
-normalised log-mel that the DCAE encoder expects (spec §11.4). The window and filterbank must
-be the vocoder checkpoint's own buffers (stored in 16-bit), not values rebuilt from their
-definition, for parity with the reference (trap 27).
+Not used yet: this is the first stage of the audio→latents encode path that the audio-tasks work
+(retake, repaint, extend, audio2audio, edit) builds on, together with the exported
+``dcae_encoder`` graph and ``mel_frontend.npz``. It is kept, tested against the torch reference,
+because that work comes next.
+
+The encode path turns 44.1 kHz stereo audio into the normalised log-mel the DCAE encoder expects
+(upstream ``acestep/music_dcae/music_dcae_pipeline.py: MusicDCAE.encode``, with the vocoder's
+``mel_transform`` from ``acestep/music_dcae/music_vocoder.py``). The window and filterbank must be
+the vocoder checkpoint's own buffers, which are stored in 16-bit, not values rebuilt from their
+definition: rebuilt ones differ in the low bits and break parity with the reference.
 """
 
 from __future__ import annotations
@@ -85,7 +91,8 @@ def _check_inputs(
 def normalize_mel(mel: np.ndarray) -> np.ndarray:
     """Map log-mel to the DCAE input range: ``((mel - MIN) / (MAX - MIN) - 0.5) / 0.5``.
 
-    There is no clamping (trap 24); values outside ``[MIN_MEL, MAX_MEL]`` leave ``[-1, 1]``.
+    There is no clamping (upstream ``MusicDCAE.encode`` has none either); values outside
+    ``[MIN_MEL, MAX_MEL]`` leave ``[-1, 1]``.
     """
     return ((mel - MIN_MEL) / (MAX_MEL - MIN_MEL) - 0.5) / 0.5
 

@@ -9,6 +9,7 @@ warn once, in our own words, instead of letting onnxruntime's C++ log reach the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import io
 import logging
@@ -21,7 +22,7 @@ import onnxruntime as ort
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -73,30 +74,26 @@ def _warn_once(key: str, message: str, *args: object) -> None:
         if key in _warned:
             return
         _warned.add(key)
-    LOG.warning(message, *args)
+    log.warning(message, *args)
 
 
-_preloaded = False
-
-
+@functools.cache
 def preload_cuda_libraries() -> None:
     """Load CUDA/cuDNN from the ``nvidia-*`` PyPI packages when they are installed (once).
 
     ``pip install "onnxruntime-gpu[cuda,cudnn]"`` brings those packages; onnxruntime finds their
     libraries only after ``onnxruntime.preload_dlls()``. Its messages are kept off stdout, which is
-    the daemon's protocol channel.
+    the daemon's protocol channel. Libraries load once per process, hence the cache.
     """
-    global _preloaded
-    if _preloaded or not hasattr(ort, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
+    if not hasattr(ort, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
         return
-    _preloaded = True
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         try:
             ort.preload_dlls()
         except Exception as exc:  # noqa: BLE001 - best effort; the session reports what runs
-            LOG.debug("onnxruntime.preload_dlls failed: %s", exc)
-    LOG.debug("preload_dlls: %s", captured.getvalue().strip()[:500])
+            log.debug("onnxruntime.preload_dlls failed: %s", exc)
+    log.debug("preload_dlls: %s", captured.getvalue().strip()[:500])
 
 
 def create_session(
@@ -160,5 +157,5 @@ def create_session(
         _warn_once(
             f"fallback:{providers[0]}", "%s is not usable, running on CPU%s", providers[0], hint
         )
-    LOG.debug("%s: running on %s", path.name, ", ".join(got))
+    log.debug("%s: running on %s", path.name, ", ".join(got))
     return session

@@ -25,7 +25,7 @@ from typing import ClassVar, Final
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 NUM_TRAIN_TIMESTEPS: Final = 1000
 DEFAULT_SHIFT: Final = 3.0
@@ -68,7 +68,7 @@ def shifted_sigma_range(
     """
     f32 = np.float32
     train_t = np.array([sigma_max * num_train_timesteps, 1.0], dtype=f32)
-    sigmas = _shift_sigma(train_t / f32(num_train_timesteps), shift)
+    sigmas = np.asarray(_shift_sigma(train_t / f32(num_train_timesteps), shift))
     return float(sigmas[0]), float(sigmas[1])
 
 
@@ -351,7 +351,7 @@ def make_scheduler(
             f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULER_NAMES)}"
         ) from None
     scheduler = cls(num_steps, shift, sigma_max)
-    logger.debug(
+    log.debug(
         "%s scheduler: N=%d, %d evaluations, t0=%.6f",
         name,
         num_steps,

@@ -1,6 +1,8 @@
-"""Prompt → UMT5 token ids, as the reference tokenizer call does (spec §3, trap 13).
+"""Prompt → UMT5 token ids, as the reference tokenizer call does.
 
-One prompt, no padding, truncated to 256 tokens with ``</s>`` kept as the last token.
+Upstream (``acestep/pipeline_ace_step.py: ACEStepPipeline.get_text_embeddings``) calls the UMT5
+tokenizer with ``padding=True, truncation=True, max_length=256`` on a one-prompt batch: no padding,
+at most 256 tokens, ``</s>`` (id 1) appended and kept as the last token when truncating.
 """
 
 from __future__ import annotations
