@@ -2,18 +2,30 @@
 
 This module imports nothing heavy at the top, so that without the ``export`` extra the command can
 still tell the user exactly what to install.
+
+Subcommands: ``onnx`` (checkpoint → model directory; ``--progress json`` for the event lines of
+:mod:`.progress`), ``tiny`` (a random-weight checkpoint) and ``bench-torch`` (ONNX Runtime vs the
+torch modules; ``lofi-daemon bench --checkpoint`` runs it as a child process and reads the one JSON
+object it prints). Errors are one ``lofi-export: error: ...`` line on stderr; the exit status is 2
+when the export extra is missing and 1 for any other error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import sys
 from pathlib import Path
 
+from .progress import ErrorKind, JsonLines, ProgressFn, done_event, error_event, stdout_for_events
+
 INSTALL_HINT = 'pip install "lofi-nvim[export]"  (or, from a clone: pip install -e ".[export]")'
 REQUIRED = ("torch", "transformers", "diffusers", "safetensors", "onnx", "onnxscript")
+ERROR_PREFIX = "lofi-export: error: "
+EXIT_ERROR = 1
+EXIT_MISSING_EXTRA = 2
 
 
 def missing_export_packages() -> list[str]:
@@ -34,25 +46,54 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("models_dir", type=Path)
     onnx.add_argument("--precision", default="fp32", choices=["fp32"])
     onnx.add_argument("--force", action="store_true", help="replace an existing model directory")
+    onnx.add_argument(
+        "--progress",
+        default="text",
+        choices=["text", "json"],
+        help="text: print the model directory when done; json: one JSON event per line on stdout",
+    )
 
     tiny = sub.add_parser("tiny", help="write a random-weight checkpoint in the official layout")
     tiny.add_argument("checkpoint_dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--preset", default="tiny", choices=["tiny", "full"])
+
+    bench = sub.add_parser(
+        "bench-torch",
+        help="time each ONNX graph against the project's torch module on the same inputs "
+        "and print one JSON object (graph → onnx_sec, torch_sec, onnx_over_torch, max_abs_diff)",
+    )
+    bench.add_argument("checkpoint_dir", type=Path)
+    bench.add_argument("models_dir", type=Path, help="the model directory exported from it")
+    size = bench.add_mutually_exclusive_group()
+    size.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of audio the inputs stand for"
+    )
+    size.add_argument("--frames", type=int, default=None, help="latent frames, instead of seconds")
+    bench.add_argument("--provider", default="auto", help="ONNX Runtime provider (as lofi-daemon)")
+    bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--repeats", type=int, default=2, help="best of this many runs")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="lofi-export: %(message)s", stream=sys.stderr)
+    if args.command == "onnx" and args.progress == "json":
+        with stdout_for_events() as stream:
+            return _run(args, JsonLines(stream))
+    return _run(args, None)
+
+
+def _run(args: argparse.Namespace, events: ProgressFn | None) -> int:
     missing = missing_export_packages()
     if missing:
-        print(
-            f"lofi-export: error: the export extra is not installed (missing: {', '.join(missing)}).\n"
+        return _fail(
+            events,
+            "missing_extra",
+            f"the export extra is not installed (missing: {', '.join(missing)}).\n"
             f"Install it with:\n    {INSTALL_HINT}",
-            file=sys.stderr,
         )
-        return 2
     from .errors import ExportError
 
     try:
@@ -61,20 +102,63 @@ def main(argv: list[str] | None = None) -> int:
 
             write_tiny_checkpoint(args.checkpoint_dir, preset_by_name(args.preset), seed=args.seed)
             print(args.checkpoint_dir)
+        elif args.command == "bench-torch":
+            return _bench_torch(args)
         else:
             from .export_models import export_models
 
-            print(
-                export_models(
-                    args.checkpoint_dir, args.models_dir, precision=args.precision, force=args.force
-                )
+            path = export_models(
+                args.checkpoint_dir,
+                args.models_dir,
+                precision=args.precision,
+                force=args.force,
+                progress=events,
             )
+            if events is not None:
+                events(done_event(path))
+            else:
+                print(path)
     except ExportError as exc:
-        print(f"lofi-export: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(events, "export", str(exc))
     except OSError as exc:
-        print(f"lofi-export: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _fail(events, "export", f"{exc.filename or ''}: {exc.strerror or exc}")
+    except Exception as exc:  # a bug: the traceback follows, the event consumer still learns of it
+        if events is not None:
+            events(error_event("export", f"{type(exc).__name__}: {exc}"))
+        raise
+    return 0
+
+
+def _fail(events: ProgressFn | None, kind: ErrorKind, message: str) -> int:
+    """Report an error on stderr (and as an event); return the exit status for ``kind``."""
+    print(ERROR_PREFIX + message, file=sys.stderr)
+    if events is not None:
+        events(error_event(kind, message))
+    return EXIT_MISSING_EXTRA if kind == "missing_extra" else EXIT_ERROR
+
+
+def _bench_torch(args: argparse.Namespace) -> int:
+    from lofi_daemon.errors import LofiError
+    from lofi_daemon.model.manifest import load_manifest
+
+    from .bench_torch import compare_with_torch
+
+    with stdout_for_events() as stream:
+        try:
+            frames = args.frames
+            if frames is None:
+                frames = load_manifest(args.models_dir).constants.latent_frames(args.duration)
+            report = compare_with_torch(
+                args.checkpoint_dir,
+                args.models_dir,
+                frames=frames,
+                provider=args.provider,
+                threads=args.threads,
+                repeats=args.repeats,
+            )
+        except LofiError as exc:  # the model directory does not load
+            return _fail(None, "export", exc.message)
+        stream.write(json.dumps(report) + "\n")
     return 0
 
 

@@ -1,35 +1,38 @@
 """ONNX Runtime vs the project's torch modules, graph by graph, on identical inputs.
 
-Used by ``lofi-daemon bench --checkpoint DIR`` (needs the export extra). A benchmark, not a test:
-it reports times and the largest absolute difference of the outputs.
+Run by ``lofi-export bench-torch`` (which ``lofi-daemon bench --checkpoint DIR`` starts as a child
+process, so that the runtime never imports torch). A benchmark, not a test: it reports times and
+the largest absolute difference of the outputs.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-from lofi_daemon.model.manifest import load_manifest
+from lofi_daemon.model.manifest import Manifest, load_manifest
 from lofi_daemon.pipeline.providers import create_session, requested_providers
 
 from .reference import load_reference_models
 
+T = TypeVar("T")
 
-def _inputs(manifest: Any, frames: int, text_len: int = 24) -> dict[str, dict[str, np.ndarray]]:
+
+def _inputs(
+    manifest: Manifest, frames: int, text_len: int = 24
+) -> dict[str, dict[str, np.ndarray]]:
     c = manifest.constants
     rng = np.random.default_rng(0)
-    layers, blocks, dit_layers = (
-        c["text_encoder_layers"],
-        c["conformer_blocks"],
-        c["denoiser_layers"],
-    )
+    layers, blocks, dit_layers = c.text_encoder_layers, c.conformer_blocks, c.denoiser_layers
     cond_len = 1 + text_len + 1
     inner = manifest.graphs["denoiser"].inputs[2]["shape"][2]
-    mel_frames = frames * c["mel_frames_per_latent_frame"]
+    mel_frames = frames * c.mel_frames_per_latent_frame
     return {
         "text_encoder": {
             "input_ids": rng.integers(3, 90, (2, text_len)).astype(np.int64),
@@ -37,11 +40,11 @@ def _inputs(manifest: Any, frames: int, text_len: int = 24) -> dict[str, dict[st
             "q_scale": np.ones((2, layers), np.float32),
         },
         "condition_encoder": {
-            "text_hidden": rng.standard_normal((2, text_len, c["text_hidden_size"])).astype(
+            "text_hidden": rng.standard_normal((2, text_len, c.text_hidden_size)).astype(
                 np.float32
             ),
             "text_mask": np.ones((2, text_len), np.int64),
-            "speaker": np.zeros((2, c["speaker_embedding_dim"]), np.float32),
+            "speaker": np.zeros((2, c.speaker_embedding_dim), np.float32),
             "lyric_ids": np.zeros((2, 1), np.int64),
             "lyric_mask": np.zeros((2, 1), np.int64),
             "lyric_q_scale": np.ones((2, blocks), np.float32),
@@ -58,9 +61,12 @@ def _inputs(manifest: Any, frames: int, text_len: int = 24) -> dict[str, dict[st
     }
 
 
-def _best_time(fn: Any, repeats: int) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
+def _best_time(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """The shortest wall time of ``repeats`` calls (at least one) and the last result."""
+    t0 = time.perf_counter()
+    out = fn()
+    best = time.perf_counter() - t0
+    for _ in range(repeats - 1):
         t0 = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t0)
@@ -85,11 +91,12 @@ def compare_with_torch(
     report: dict[str, dict[str, float]] = {}
     for graph, feeds in _inputs(manifest, frames).items():
         session = create_session(manifest.graph_path(graph), providers, threads)
-        onnx_s, onnx_out = _best_time(lambda s=session, f=feeds: s.run(None, f)[0], repeats)
+        onnx_s, onnx_outs = _best_time(functools.partial(session.run, None, feeds), repeats)
+        onnx_out = onnx_outs[0]
         module = reference.graph(graph)
         args = [torch.from_numpy(v) for v in feeds.values()]
         with torch.inference_mode():
-            torch_s, torch_out = _best_time(lambda m=module, a=args: m(*a), repeats)
+            torch_s, torch_out = _best_time(functools.partial(module, *args), repeats)
         if isinstance(torch_out, tuple):
             torch_out = torch_out[0]
         report[graph] = {

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from lofi_daemon.model import layout
 
 from .errors import CheckpointError
 from .safetensors_io import FLOAT_DTYPES, TensorInfo, read_header
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,7 +106,7 @@ def check_keys(
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
         raise CheckpointError(f"{path}: unexpected tensor {unexpected[0]!r}{more}")
     if extras:
-        LOG.info(
+        log.info(
             "%s: ignoring %d tensors unused at inference: %s",
             path,
             len(extras),
@@ -133,7 +134,7 @@ class TensorSource:
             key.endswith(".weight") and f"{key}_g" in self.component.tensors
         )
 
-    def torch(self, key: str) -> torch.Tensor:
+    def torch(self, key: str) -> Tensor:  # ``torch`` names this method in the class body
         """The tensor as float32 torch; ``x.weight`` may be folded from ``x.weight_g``/``x.weight_v``."""
         key = self.aliases.get(key, key)
         if key in self.component.tensors:
@@ -145,7 +146,7 @@ class TensorSource:
     def numpy(self, key: str) -> np.ndarray:
         return self.torch(key).numpy()
 
-    def _read(self, key: str) -> torch.Tensor:
+    def _read(self, key: str) -> Tensor:
         try:
             return self._file.get_tensor(key).to(torch.float32)
         except Exception as exc:

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .modules.conformer import ConformerConfig
 from .modules.transformer import ACEStepTransformer, TransformerConfig
-from .modules.vocoder import Vocoder, VocoderConfig
+from .modules.vocoder import Vocoder
+from .modules.vocoder_config import VocoderConfig
 
-LOG = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from diffusers.models.autoencoders.autoencoder_dc import AutoencoderDC
+    from transformers import UMT5EncoderModel  # untyped (no py.typed): Any to mypy
+
+log = logging.getLogger(__name__)
 
 
 def _quiet_transformers() -> contextlib.AbstractContextManager[None]:
@@ -42,7 +47,7 @@ def build_transformer(
         return ACEStepTransformer(config, conformer).eval()
 
 
-def build_umt5(config: dict[str, Any], device: str = "meta") -> nn.Module:
+def build_umt5(config: dict[str, Any], device: str = "meta") -> UMT5EncoderModel:
     from transformers import UMT5Config, UMT5EncoderModel
 
     with _quiet_transformers(), torch.device(device):
@@ -51,8 +56,9 @@ def build_umt5(config: dict[str, Any], device: str = "meta") -> nn.Module:
     return model.eval()
 
 
-def build_dcae(config: dict[str, Any], device: str = "meta") -> nn.Module:
-    from diffusers import AutoencoderDC
+def build_dcae(config: dict[str, Any], device: str = "meta") -> AutoencoderDC:
+    # The defining module, not ``diffusers``: its lazy __init__ shows type checkers a dummy class.
+    from diffusers.models.autoencoders.autoencoder_dc import AutoencoderDC
 
     kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
     with torch.device(device):

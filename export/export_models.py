@@ -1,35 +1,29 @@
 """``lofi-export onnx``: an official-layout checkpoint → a model directory for the runtime.
 
-The model directory is assembled in a temporary sibling folder and renamed into place only when
-every graph, the tokenizer, the mel front-end tables and the manifest are written; an interrupted or
-failed export leaves nothing at ``MODELS_DIR``.
+The model directory is assembled in a hidden sibling folder (``lofi_daemon.fsutil.staging_dir``)
+and moved into place (``replace_dir``) only when every graph, the tokenizer, the mel front-end
+tables and the manifest are written; an interrupted or failed export leaves nothing at
+``MODELS_DIR``.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.export import Dim
 
-from lofi_daemon.model import layout
+from lofi_daemon.fsutil import remove_tree, replace_dir, staging_dir
 
-from .checkpoint import Component, TensorSource, check_keys, open_component
-from .components import (
-    UMT5_TIED,
-    build_dcae,
-    build_transformer,
-    build_umt5,
-    build_vocoder,
-    state_shapes,
-)
-from .errors import CheckpointError, ExportError
+from .checkpoint import TensorSource
+from .components import UMT5_TIED, build_dcae, build_transformer, build_umt5, build_vocoder
+from .errors import ExportError
 from .graphs import (
+    GRAPH_NAMES,
     PREFIX,
     ConditionEncoderGraph,
     DcaeDecoderGraph,
@@ -39,78 +33,17 @@ from .graphs import (
     VocoderGraph,
 )
 from .manifest_writer import write_manifest
-from .modules.conformer import ConformerConfig
-from .modules.transformer import TransformerConfig, unused_checkpoint_key
-from .modules.vocoder import VocoderConfig, infer_vocoder_config
-from .onnx_writer import INLINE_LIMIT_BYTES, ExportedGraph, export_graph
+from .modules.vocoder import infer_vocoder_config
+from .onnx_writer import INLINE_LIMIT_BYTES, ExportedGraph, WeightLookup, export_graph
+from .opened_checkpoint import OpenCheckpoint, open_checkpoint
+from .progress import ProgressFn, graph_event, start_event
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32",)
 
 
-@dataclass
-class OpenCheckpoint:
-    """The four validated components plus the configs derived from them."""
-
-    root: Path
-    transformer: Component
-    text_encoder: Component
-    dcae: Component
-    vocoder: Component
-    transformer_config: TransformerConfig
-    conformer_config: ConformerConfig
-
-
-def open_checkpoint(root: Path) -> OpenCheckpoint:
-    """Open and fully validate a checkpoint folder (keys, shapes, dtypes) before any export work."""
-    if not root.is_dir():
-        raise CheckpointError(f"{root}: checkpoint folder does not exist")
-    transformer = open_component(root, layout.TRANSFORMER)
-    text_encoder = open_component(root, layout.TEXT_ENCODER)
-    dcae = open_component(root, layout.DCAE)
-    vocoder = open_component(root, layout.VOCODER)
-    if not (text_encoder.folder / "tokenizer.json").is_file():
-        raise CheckpointError(f"{text_encoder.folder / 'tokenizer.json'}: missing file")
-
-    tcfg = TransformerConfig.from_json_dict(transformer.config)
-    try:
-        ccfg = ConformerConfig.from_shapes(transformer.shapes())
-    except ValueError as exc:
-        raise CheckpointError(f"{transformer.weights_path}: {exc}") from exc
-    try:
-        dit = build_transformer(tcfg, ccfg)
-    except (TypeError, ValueError) as exc:  # TypeError: a config value of the wrong JSON type
-        raise CheckpointError(f"{transformer.folder / 'config.json'}: {exc}") from exc
-    check_keys(transformer, state_shapes(dit), tolerated=unused_checkpoint_key)
-
-    try:
-        umt5_shapes = state_shapes(build_umt5(text_encoder.config))
-    except Exception as exc:
-        raise CheckpointError(
-            f"{text_encoder.folder / 'config.json'}: cannot build UMT5 ({exc})"
-        ) from exc
-    check_keys(text_encoder, umt5_shapes, aliases=UMT5_TIED)
-
-    try:
-        dcae_shapes = state_shapes(build_dcae(dcae.config))
-    except Exception as exc:
-        raise CheckpointError(
-            f"{dcae.folder / 'config.json'}: cannot build AutoencoderDC ({exc})"
-        ) from exc
-    check_keys(dcae, dcae_shapes)
-
-    # Only the config is read here; keys and shapes are checked by check_keys, whose errors
-    # name the weights file (infer_vocoder_config would blame config.json for a missing key).
-    try:
-        vcfg = VocoderConfig.from_json_dict(vocoder.config)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{vocoder.folder / 'config.json'}: {exc}") from exc
-    check_keys(vocoder, state_shapes(build_vocoder(vcfg)))
-    return OpenCheckpoint(root, transformer, text_encoder, dcae, vocoder, tcfg, ccfg)
-
-
-def _lookup(source: TensorSource):
+def _lookup(source: TensorSource) -> WeightLookup:
     def weights(name: str, shape: tuple[int, ...]) -> np.ndarray:
         key = name.removeprefix(PREFIX)
         return source.numpy(key)
@@ -125,8 +58,17 @@ def export_models(
     precision: str = "fp32",
     force: bool = False,
     inline_limit: int = INLINE_LIMIT_BYTES,
+    progress: ProgressFn | None = None,
 ) -> Path:
-    """Export every graph of ``checkpoint_dir`` into ``models_dir`` (atomically)."""
+    """Export every graph of ``checkpoint_dir`` into ``models_dir`` (atomically).
+
+    ``progress`` receives the ``start`` event once the checkpoint is validated and one ``graph``
+    event per graph file written (see :mod:`.progress`); the caller reports ``done``/``error``.
+
+    Raises:
+        ExportError: the checkpoint is invalid, ``models_dir`` is a non-empty folder and
+            ``force`` is false, or a graph cannot be exported or written.
+    """
     if precision not in PRECISIONS:
         raise ExportError(
             f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}"
@@ -136,28 +78,27 @@ def export_models(
         raise ExportError(
             f"{models_dir}: folder exists and is not empty (use --force to replace it)"
         )
-    models_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{models_dir.name}.", suffix=".partial", dir=models_dir.parent)
-    )
-    staging.chmod(0o755)
+    notify = progress or (lambda _event: None)
+    total = len(GRAPH_NAMES)
+    written = 0
+
+    def on_graph(graph: ExportedGraph) -> None:
+        nonlocal written
+        written += 1
+        notify(graph_event(graph.name, graph.path.name, written, total))
+
+    staging = staging_dir(models_dir)
     try:
-        graphs = export_all_graphs(ckpt, staging, inline_limit=inline_limit)
+        notify(start_event(total))
+        graphs = export_all_graphs(ckpt, staging, inline_limit=inline_limit, on_graph=on_graph)
         shutil.copyfile(ckpt.text_encoder.folder / "tokenizer.json", staging / "tokenizer.json")
         _write_mel_frontend(ckpt, staging)
         write_manifest(staging, ckpt, graphs, precision=precision)
-        if models_dir.exists():
-            old = models_dir.with_name(models_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            models_dir.rename(old)
-            staging.rename(models_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(models_dir)
+        replace_dir(staging, models_dir)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         raise
-    LOG.info("model directory ready: %s", models_dir)
+    log.info("model directory ready: %s", models_dir)
     return models_dir
 
 
@@ -167,13 +108,22 @@ def export_all_graphs(
     *,
     inline_limit: int = INLINE_LIMIT_BYTES,
     only: tuple[str, ...] | None = None,
+    on_graph: Callable[[ExportedGraph], None] | None = None,
 ) -> list[ExportedGraph]:
-    """Export each graph of the split (spec §18) into ``out``."""
+    """Export the graphs of :data:`.graphs.GRAPH_NAMES` (or those in ``only``) into ``out``.
+
+    ``on_graph`` is called after each graph file (and its external data) is written.
+    """
     batch = Dim("batch")
     graphs: list[ExportedGraph] = []
 
     def want(name: str) -> bool:
         return only is None or name in only
+
+    def add(graph: ExportedGraph) -> None:
+        graphs.append(graph)
+        if on_graph is not None:
+            on_graph(graph)
 
     dit_source = TensorSource(ckpt.transformer)
     tcfg, ccfg = ckpt.transformer_config, ckpt.conformer_config
@@ -182,7 +132,7 @@ def export_all_graphs(
         layers = len(umt5.encoder.block)
         text_len = Dim("text_len")
         ids = torch.ones(2, 5, dtype=torch.int64, device="meta")
-        graphs.append(
+        add(
             export_graph(
                 TextEncoderGraph(umt5),
                 (ids, ids.clone(), torch.ones(2, layers, device="meta")),
@@ -197,7 +147,7 @@ def export_all_graphs(
     dit = build_transformer(tcfg, ccfg)
     if want("condition_encoder"):
         text_len, lyric_len = Dim("text_len"), Dim("lyric_len")
-        graphs.append(
+        add(
             export_graph(
                 ConditionEncoderGraph(dit),
                 (
@@ -232,7 +182,7 @@ def export_all_graphs(
         )
     if want("denoiser"):
         frames, cond_len = Dim("frames", min=4), Dim("cond_len")
-        graphs.append(
+        add(
             export_graph(
                 DenoiserGraph(dit),
                 (
@@ -261,7 +211,7 @@ def export_all_graphs(
         dcae = build_dcae(ckpt.dcae.config)
         latent_channels = int(ckpt.dcae.config.get("latent_channels", 8))
         if want("dcae_decoder"):
-            graphs.append(
+            add(
                 export_graph(
                     DcaeDecoderGraph(dcae),
                     (torch.ones(2, latent_channels, 16, 11, device="meta"),),
@@ -275,7 +225,7 @@ def export_all_graphs(
             )
         if want("dcae_encoder"):
             mel_blocks = Dim("mel_blocks", min=4)
-            graphs.append(
+            add(
                 export_graph(
                     DcaeEncoderGraph(dcae),
                     (torch.ones(2, 2, 128, 88, device="meta"),),
@@ -291,7 +241,7 @@ def export_all_graphs(
     if want("vocoder"):
         vcfg = infer_vocoder_config(ckpt.vocoder.config, ckpt.vocoder.shapes())
         vocoder = build_vocoder(vcfg).folded()
-        graphs.append(
+        add(
             export_graph(
                 VocoderGraph(vocoder),
                 (torch.ones(2, vcfg.input_channels, 24, device="meta"),),

@@ -1,33 +1,57 @@
 """The exported graphs: thin modules whose ``forward`` is exactly one ONNX graph's signature.
 
-Spec §18. Every graph takes a per-sample, per-layer query scale where the reference uses ERG hooks,
-so the runtime picks ERG per branch at run time and can batch a conditional and an ERG branch in one
-call. Each wrapper keeps the wrapped module under ``inner`` so parameter names map onto checkpoint
-keys by dropping the ``inner.`` prefix.
+The split follows the calls of the reference pipeline (``acestep/pipeline_ace_step.py``): the UMT5
+text encoder (``get_text_embeddings``), the transformer's ``encode`` (condition sequence, once per
+generation) and ``decode`` (velocity, once per step and branch), the DCAE decoder and encoder and
+the vocoder (``acestep/music_dcae/music_dcae_pipeline.py: MusicDCAE.decode``/``encode``). Where the
+reference applies ERG with forward hooks that scale attention queries in place
+(``text2music_diffusion_process``), every graph here takes a per-sample, per-layer query scale
+instead, so the runtime picks ERG per branch at run time and can batch a conditional and an ERG
+branch in one call. Each wrapper keeps the wrapped module under ``inner`` so parameter names map
+onto checkpoint keys by dropping the ``inner.`` prefix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from .modules.transformer import ACEStepTransformer
+from .modules.vocoder import FoldedVocoder
+
+if TYPE_CHECKING:
+    # The defining module, not ``diffusers``: its lazy __init__ shows type checkers a dummy class.
+    from diffusers.models.autoencoders.autoencoder_dc import AutoencoderDC
+    from transformers import UMT5EncoderModel  # untyped (no py.typed): Any to mypy
+
 PREFIX = "inner."
+
+#: Every graph of a model directory, in the order ``lofi-export onnx`` writes them.
+GRAPH_NAMES = (
+    "text_encoder",
+    "condition_encoder",
+    "denoiser",
+    "dcae_decoder",
+    "dcae_encoder",
+    "vocoder",
+)
 
 
 class TextEncoderGraph(nn.Module):
     """UMT5 encoder: ids, mask, q-scale [B, layers] → last_hidden_state [B, L, d_model]."""
 
-    def __init__(self, umt5: nn.Module) -> None:
+    def __init__(self, umt5: UMT5EncoderModel) -> None:
         super().__init__()
         self.inner = umt5
         self._scale: torch.Tensor | None = None
         for index, block in enumerate(umt5.encoder.block):
             block.layer[0].SelfAttention.q.register_forward_hook(self._hook(index))
 
-    def _hook(self, index: int):
-        def scale_query(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    def _hook(self, index: int) -> Callable[[nn.Module, Any, torch.Tensor], torch.Tensor]:
+        def scale_query(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
             if self._scale is None:
                 return output
             return output * self._scale[:, index, None, None]
@@ -45,7 +69,9 @@ class TextEncoderGraph(nn.Module):
 
 
 class ConditionEncoderGraph(nn.Module):
-    def __init__(self, transformer: nn.Module) -> None:
+    """Transformer ``encode``: prompt states, speaker, lyrics → condition sequence and its mask."""
+
+    def __init__(self, transformer: ACEStepTransformer) -> None:
         super().__init__()
         self.inner = transformer
 
@@ -64,7 +90,9 @@ class ConditionEncoderGraph(nn.Module):
 
 
 class DenoiserGraph(nn.Module):
-    def __init__(self, transformer: nn.Module) -> None:
+    """Transformer ``decode``: latents, timestep, condition → flow velocity [B,8,16,T]."""
+
+    def __init__(self, transformer: ACEStepTransformer) -> None:
         super().__init__()
         self.inner = transformer
 
@@ -82,7 +110,7 @@ class DenoiserGraph(nn.Module):
 class DcaeDecoderGraph(nn.Module):
     """DCAE decoder: scaled latents [B,8,16,T] (already ``x/0.1786 − 1.9091``) → mel_n [B,2,128,8T]."""
 
-    def __init__(self, dcae: nn.Module) -> None:
+    def __init__(self, dcae: AutoencoderDC) -> None:
         super().__init__()
         self.inner = dcae
 
@@ -93,7 +121,7 @@ class DcaeDecoderGraph(nn.Module):
 class DcaeEncoderGraph(nn.Module):
     """DCAE encoder: normalised mel [B,2,128,W] (W a multiple of 8) → latents [B,8,16,W/8]."""
 
-    def __init__(self, dcae: nn.Module) -> None:
+    def __init__(self, dcae: AutoencoderDC) -> None:
         super().__init__()
         self.inner = dcae
 
@@ -104,19 +132,9 @@ class DcaeEncoderGraph(nn.Module):
 class VocoderGraph(nn.Module):
     """Vocoder with weight norm folded: log-mel [B,128,F] → waveform [B,1,512F] at 44.1 kHz."""
 
-    def __init__(self, vocoder: nn.Module) -> None:
+    def __init__(self, vocoder: FoldedVocoder) -> None:
         super().__init__()
         self.inner = vocoder
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.inner(mel)
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    """How one graph is exported and described in the manifest."""
-
-    name: str  # file stem, e.g. "denoiser"
-    component: str  # checkpoint component providing its weights
-    inputs: tuple[tuple[str, str, tuple[str | int, ...]], ...]  # (name, dtype, dims)
-    outputs: tuple[tuple[str, str, tuple[str | int, ...]], ...]

@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lofi_daemon.fsutil import write_json_atomic
 from lofi_daemon.model import layout
+from lofi_daemon.model.manifest import MANIFEST_NAME, sha256_file
 from lofi_daemon.pipeline.params import GenerationParams
 
-from .onnx_writer import OPSET, ExportedGraph
-
-if TYPE_CHECKING:
-    from .export_models import OpenCheckpoint
+from .onnx_writer import OPSET, ExportedGraph, IOSpec
+from .opened_checkpoint import OpenCheckpoint
 
 MANIFEST_SCHEMA_VERSION = 1
-HASH_CHUNK = 16 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _version(package: str) -> str:
@@ -36,7 +27,7 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def _io(specs: Any) -> list[dict[str, Any]]:
+def _io(specs: Iterable[IOSpec]) -> list[dict[str, Any]]:
     return [{"name": s.name, "dtype": s.dtype, "shape": list(s.dims)} for s in specs]
 
 
@@ -90,7 +81,7 @@ def build_constants(ckpt: OpenCheckpoint) -> dict[str, Any]:
 
 def write_manifest(
     out: Path, ckpt: OpenCheckpoint, graphs: list[ExportedGraph], *, precision: str
-) -> dict:
+) -> dict[str, Any]:
     """Write ``out/manifest.json`` and return it. Every other file in ``out`` must be final."""
     source = _source_files(ckpt)
     source_digest = hashlib.sha256(
@@ -102,7 +93,7 @@ def write_manifest(
     files = {
         path.name: {"sha256": sha256_file(path), "size": path.stat().st_size}
         for path in sorted(out.iterdir())
-        if path.is_file() and path.name != "manifest.json"
+        if path.is_file() and path.name != MANIFEST_NAME
     }
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -134,7 +125,5 @@ def write_manifest(
         },
         "files": files,
     }
-    tmp = out / "manifest.json.partial"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "manifest.json")
+    write_json_atomic(out / MANIFEST_NAME, manifest)
     return manifest

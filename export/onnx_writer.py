@@ -1,7 +1,9 @@
 """Export one module to ONNX without ever materialising its weights twice.
 
 The module is built on the meta device and traced with the dynamo exporter (``optimize=False``:
-the onnxscript optimizer deletes the ``+1e-15`` of linear attention, spec §5.8). The graph is saved
+the onnxscript optimizer folds away the ``+ 1e-15`` in the denominator of the ReLU linear
+attention, ``acestep/models/customer_attention_processor.py: CustomLiteLAProcessor2_0``, so rows
+with a zero denominator turn into NaN). The graph is saved
 without initializers; then every initializer the graph uses is read from the checkpoint, one
 tensor at a time, converted to float32 and appended either inline (small graphs) or to a single
 external-data file (graphs over the threshold, and always past protobuf's 2 GB limit).
@@ -24,7 +26,7 @@ from onnx import TensorProto, numpy_helper
 
 from .errors import ExportError
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 OPSET = 18
 INLINE_LIMIT_BYTES = 1 << 30  # graphs with more initializer bytes than this use external data
@@ -48,7 +50,7 @@ class ExportedGraph:
     initializer_bytes: int
 
 
-_ONNX_DTYPE_NAMES = {
+_ONNX_DTYPE_NAMES: dict[int, str] = {
     TensorProto.FLOAT: "float32",
     TensorProto.INT64: "int64",
     TensorProto.FLOAT16: "float16",
@@ -101,8 +103,11 @@ def export_graph(
             )
         except Exception as exc:
             raise ExportError(f"{path.name}: torch.onnx.export failed: {exc}") from exc
+    if program is None:  # only the legacy (dynamo=False) exporter returns nothing
+        raise ExportError(f"{path.name}: torch.onnx.export returned no ONNX program")
     graph_ir = program.model.graph
-    initializer_values = dict(graph_ir.initializers)
+    # onnx_ir Values with static shapes; the folded transposes are added as _Transposed below.
+    initializer_values: dict[str, Any] = dict(graph_ir.initializers)
     skeleton = path.with_name(path.name + ".skeleton")
     program.save(str(skeleton), include_initializers=False)
     model = onnx.load(str(skeleton), load_external_data=False)
@@ -112,7 +117,7 @@ def export_graph(
     transposed = _fold_weight_transposes(model, set(initializer_values))
     used: set[str] = {name for node in model.graph.node for name in node.input}
     names = [name for name in initializer_values if name in used]
-    shapes = {name: tuple(int(d) for d in initializer_values[name].shape) for name in names}
+    shapes = {name: shapes_of(initializer_values[name]) for name in names}
     for out_name, (source, perm) in transposed.items():
         names.append(out_name)
         shapes[out_name] = tuple(shapes_of(initializer_values[source])[p] for p in perm)
@@ -131,7 +136,7 @@ def export_graph(
     onnx.checker.check_model(str(path))
     inputs = tuple(_value_spec(v) for v in model.graph.input)
     outputs = tuple(_value_spec(v) for v in model.graph.output)
-    LOG.info(
+    log.info(
         "wrote %s (%.1f MB of weights%s)",
         path.name,
         total / 1e6,
@@ -143,7 +148,7 @@ def export_graph(
 def _write_initializers(
     model: onnx.ModelProto,
     names: list[str],
-    initializer_values: dict,
+    initializer_values: dict[str, Any],
     shapes: dict[str, tuple[int, ...]],
     weights: WeightLookup,
     path: Path,
@@ -151,6 +156,7 @@ def _write_initializers(
 ) -> None:
     """Append each used initializer, inline or into ``data_path``, reading one weight at a time."""
     handle = data_path.open("wb") if data_path else None
+    location = data_path.name if data_path else ""
     try:
         offset = 0
         for name in names:
@@ -161,9 +167,8 @@ def _write_initializers(
                     base = weights(value.source, shapes_of(value.value))
                 array = np.transpose(base, value.perm)
             else:
-                array = _real_constant(value.const_value)
-                if array is None:
-                    array = weights(name, shapes[name])
+                constant = _real_constant(value.const_value)
+                array = constant if constant is not None else weights(name, shapes[name])
             if tuple(array.shape) != shapes[name]:
                 raise ExportError(
                     f"{path.name}: weight {name!r} has shape {array.shape}, graph needs {shapes[name]}"
@@ -182,7 +187,7 @@ def _write_initializers(
             raw = array.tobytes()
             handle.write(raw)
             for key, val in (
-                ("location", data_path.name),
+                ("location", location),
                 ("offset", str(offset)),
                 ("length", str(len(raw))),
             ):

@@ -1,4 +1,10 @@
-"""Configurations of the random-weight checkpoints: ``full`` (official sizes) and ``tiny`` (spec §15)."""
+"""Configurations of the random-weight checkpoints: ``full`` (official sizes) and ``tiny``.
+
+``tiny`` keeps every key name of the official checkpoint and only shrinks widths and depths. It
+keeps the depths that the ERG layer ranges of ``acestep/pipeline_ace_step.py`` need: UMT5 layers
+8-9 (``get_text_embeddings_null``), conformer blocks 4-5 and transformer blocks 15-19 (the hooks
+registered in ``text2music_diffusion_process``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 
 from .modules.conformer import ConformerConfig
 from .modules.transformer import TransformerConfig
-from .modules.vocoder import VocoderConfig
+from .modules.vocoder_config import VocoderConfig
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The project's torch modules with real weights, for parity tests and ``lofi-daemon bench``.
+"""The project's torch modules with real weights, for parity tests and ``lofi-export bench-torch``.
 
 Loads a checkpoint (after the same validation as the export) into float32 CPU modules whose forward
 passes are the graphs' references.
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from .checkpoint import Component, TensorSource
 from .components import UMT5_TIED, build_dcae, build_transformer, build_umt5, build_vocoder
-from .export_models import OpenCheckpoint, open_checkpoint
 from .graphs import (
     ConditionEncoderGraph,
     DcaeDecoderGraph,
@@ -24,16 +24,18 @@ from .graphs import (
     VocoderGraph,
 )
 from .modules.vocoder import infer_vocoder_config
+from .opened_checkpoint import OpenCheckpoint, open_checkpoint
+
+M = TypeVar("M", bound=nn.Module)
 
 
-def _load(
-    module: nn.Module, component: Component, aliases: dict[str, str] | None = None
-) -> nn.Module:
+def _load(module: M, component: Component, aliases: dict[str, str] | None = None) -> M:
     source = TensorSource(component, aliases)
     state = {name: source.torch(name) for name in module.state_dict()}
     module.load_state_dict(state, strict=True, assign=True)
-    if aliases and hasattr(module, "tie_weights"):
-        module.tie_weights()
+    tie_weights = getattr(module, "tie_weights", None)  # transformers models re-tie shared weights
+    if aliases and callable(tie_weights):
+        tie_weights()
     return module.eval()
 
 

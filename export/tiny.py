@@ -1,25 +1,25 @@
 """``lofi-export tiny``: a random-weight checkpoint in the exact official layout.
 
-Folder names, file names, key names and on-disk dtypes follow the real checkpoint (spec §1):
-a bf16 transformer (with the unused ``add_*``/``projectors`` entries), a 16-bit DCAE, a 16-bit
-vocoder with ``weight_g``/``weight_v`` pairs and the two mel buffers, and an fp32 UMT5 encoder
-without the tied ``encoder.embed_tokens.weight``. Tensors are generated and written one at a time,
+Folder names, file names, key names and on-disk dtypes follow the released hub checkpoint
+``ACE-Step/ACE-Step-v1-3.5B`` (the folders ``acestep/pipeline_ace_step.py:
+ACEStepPipeline.get_checkpoint_path`` looks for): a bf16 transformer (with the unused
+``add_*``/``projectors`` entries), a 16-bit DCAE, a 16-bit vocoder with ``weight_g``/``weight_v``
+pairs and the two mel buffers, and an fp32 UMT5 encoder without the tied
+``encoder.embed_tokens.weight``. Tensors are generated and written one at a time,
 so even the ``full`` preset (3.5 B parameters) needs little memory.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from lofi_daemon.fsutil import remove_tree, replace_dir, staging_dir, write_json_atomic
 from lofi_daemon.model import layout
 
 from .components import (
@@ -37,7 +37,7 @@ from .presets import PRESETS, Preset
 from .safetensors_io import Producer, write_streaming
 from .tokenizer_build import write_tokenizer_files
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MEL_WINDOW_KEY = "mel_transform.spectrogram.window"
 MEL_FB_KEY = "mel_transform.mel_scale.fb"
@@ -80,29 +80,21 @@ def _entries(
         yield key, dtype, shapes[key], random_producer(seed, prefix + key, shapes[key])
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def write_tiny_checkpoint(out_dir: Path, preset: Preset, seed: int = 0) -> None:
     """Write the four component folders of a random checkpoint into ``out_dir`` (atomically)."""
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir}: folder exists and is not empty")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(0o755)
+    staging = staging_dir(out_dir)
     try:
         _write_transformer(staging, preset, seed)
         _write_umt5(staging, preset, seed)
         _write_dcae(staging, preset, seed)
         _write_vocoder(staging, preset, seed)
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
+        replace_dir(staging, out_dir)  # out_dir is absent or an empty folder
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         raise
-    LOG.info("wrote %s checkpoint (seed %d) to %s", preset.name, seed, out_dir)
+    log.info("wrote %s checkpoint (seed %d) to %s", preset.name, seed, out_dir)
 
 
 def _component_dir(root: Path, component: layout.ComponentLayout) -> Path:
@@ -115,7 +107,7 @@ def _write_transformer(root: Path, preset: Preset, seed: int) -> None:
     folder = _component_dir(root, layout.TRANSFORMER)
     model = build_transformer(preset.transformer, preset.conformer)
     shapes = state_shapes(model) | unused_checkpoint_shapes(preset.transformer)
-    _write_json(folder / "config.json", preset.transformer.to_json_dict())
+    write_json_atomic(folder / "config.json", preset.transformer.to_json_dict())
     write_streaming(
         folder / layout.TRANSFORMER.weights,
         _entries(shapes, "BF16", seed, "dit."),
@@ -128,7 +120,7 @@ def _write_umt5(root: Path, preset: Preset, seed: int) -> None:
     shapes = state_shapes(build_umt5(preset.umt5))
     for tied in UMT5_TIED:
         shapes.pop(tied, None)
-    _write_json(folder / "config.json", preset.umt5)
+    write_json_atomic(folder / "config.json", preset.umt5)
     write_streaming(
         folder / layout.TEXT_ENCODER.weights,
         _entries(shapes, "F32", seed, "umt5."),
@@ -140,7 +132,7 @@ def _write_umt5(root: Path, preset: Preset, seed: int) -> None:
 def _write_dcae(root: Path, preset: Preset, seed: int) -> None:
     folder = _component_dir(root, layout.DCAE)
     shapes = state_shapes(build_dcae(preset.dcae))
-    _write_json(folder / "config.json", {**preset.dcae, "_diffusers_version": "0.33.1"})
+    write_json_atomic(folder / "config.json", {**preset.dcae, "_diffusers_version": "0.33.1"})
     write_streaming(
         folder / layout.DCAE.weights,
         _entries(shapes, "BF16", seed, "dcae."),
@@ -167,7 +159,7 @@ def _write_vocoder(root: Path, preset: Preset, seed: int) -> None:
                 )
             )
         entries.append((key, dtype, shape, producer))
-    _write_json(
+    write_json_atomic(
         folder / "config.json",
         {"_class_name": "ADaMoSHiFiGANV1", "_diffusers_version": "0.33.1", **config.to_json_dict()},
     )

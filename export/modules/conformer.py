@@ -1,6 +1,9 @@
 """The lyric encoder: a Conformer (relative-position MHA, no conv module) under official key names.
 
-Spec §5.4. Keys live under ``lyric_encoder.``: ``embed.out.{0,1}``, ``encoders.{i}.self_attn.*``,
+Upstream: ``acestep/models/lyrics_utils/lyric_encoder.py: ConformerEncoder`` (with
+``RelPositionMultiHeadedAttention`` and ``EspnetRelPositionalEncoding``), which
+``acestep/models/ace_step_transformer.py: ACEStepTransformer2DModel.__init__`` builds as
+``lyric_encoder`` with its default sizes. Keys live under ``lyric_encoder.``: ``embed.out.{0,1}``, ``encoders.{i}.self_attn.*``,
 ``encoders.{i}.feed_forward.w_{1,2}``, ``encoders.{i}.norm_{mha,ff}``, ``after_norm``.
 """
 

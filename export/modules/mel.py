@@ -1,6 +1,7 @@
 """Log-mel front-end of the ACE-Step vocoder: filterbank builder and a torch reference.
 
-Spec §11.3 (``mel_transform``) and trap 27. The official checkpoint stores the Hann window and the
+Upstream: ``acestep/music_dcae/music_log_mel.py: LogMelSpectrogram``, held by the vocoder as
+``mel_transform`` and used on the encode path. The official checkpoint stores the Hann window and the
 mel filterbank as 16-bit buffers (``mel_transform.spectrogram.window`` and
 ``mel_transform.mel_scale.fb``); parity with the reference needs those loaded values. The builders
 here recreate them from their definition, which is what a freshly constructed (for example tiny,
@@ -101,6 +102,8 @@ def hann_window_periodic(n: int) -> np.ndarray:
 class _WindowHolder(nn.Module):
     """Holds the analysis window as ``window`` (key ``spectrogram.window``)."""
 
+    window: torch.Tensor
+
     def __init__(self, window: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("window", window)
@@ -109,13 +112,15 @@ class _WindowHolder(nn.Module):
 class _FilterbankHolder(nn.Module):
     """Holds the mel filterbank ``[n_freqs, n_mels]`` as ``fb`` (key ``mel_scale.fb``)."""
 
+    fb: torch.Tensor
+
     def __init__(self, fb: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("fb", fb)
 
 
 class LogMel(nn.Module):
-    """Torch reference of the vocoder's log-mel spectrogram (spec §11.3, ``mel_transform``).
+    """Torch reference of the vocoder's log-mel spectrogram (upstream ``LogMelSpectrogram.forward``).
 
     Steps: reflect-pad by ``(n_fft - hop) // 2`` on the left and ``(n_fft - hop + 1) // 2`` on the
     right, STFT without centring (one-sided, window = ``window``), magnitude
@@ -138,8 +143,8 @@ class LogMel(nn.Module):
         if not 0 < hop_length <= window.shape[0]:
             raise ValueError(f"hop_length must be in (0, {window.shape[0]}], got {hop_length}")
         self.hop_length = hop_length
-        self.spectrogram = _WindowHolder(window)
-        self.mel_scale = _FilterbankHolder(fb)
+        self.spectrogram: _WindowHolder = _WindowHolder(window)
+        self.mel_scale: _FilterbankHolder = _FilterbankHolder(fb)
 
     @property
     def n_fft(self) -> int:

@@ -1,6 +1,8 @@
 """The ACE-Step v1 diffusion transformer, written for export, under the official key names.
 
-Spec §5. ``encode`` builds the condition sequence ``[speaker | text | lyrics]`` once per generation;
+Upstream: ``acestep/models/ace_step_transformer.py: ACEStepTransformer2DModel``, with the blocks
+of ``acestep/models/attention.py`` and the attention processors of
+``acestep/models/customer_attention_processor.py``. ``encode`` builds the condition sequence ``[speaker | text | lyrics]`` once per generation;
 ``decode`` predicts the flow velocity once per denoiser step. Unused checkpoint entries
 (``cross_attn.add_{q,k,v}_proj``, ``cross_attn.to_add_out``, ``projectors.*``) are not modules here;
 the loader tolerates and logs them. Nothing is precomputed into buffers: RoPE tables and the
@@ -302,8 +304,9 @@ class ACEStepTransformer(nn.Module):
         self.lyric_embs = nn.Embedding(config.lyric_encoder_vocab_size, config.lyric_hidden_size)
         self.lyric_encoder = LyricConformer(conformer)
         self.lyric_proj = nn.Linear(config.lyric_hidden_size, dim)
-        self.proj_in = PatchEmbed(config.in_channels, dim, tuple(config.patch_size))
-        self.final_layer = FinalLayer(dim, tuple(config.patch_size), config.out_channels)
+        patch = (config.patch_size[0], config.patch_size[1])
+        self.proj_in = PatchEmbed(config.in_channels, dim, patch)
+        self.final_layer = FinalLayer(dim, patch, config.out_channels)
 
     def encode(
         self,

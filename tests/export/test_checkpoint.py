@@ -25,13 +25,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from lofi_export import export_models as export_models_module
 from lofi_export.__main__ import main
 from lofi_export.components import build_transformer, state_shapes
-from lofi_export.errors import ExportError
-from lofi_export.export_models import export_all_graphs, export_models, open_checkpoint
+from lofi_export.export_models import export_all_graphs
 from lofi_export.modules.conformer import ConformerConfig
 from lofi_export.modules.transformer import unused_checkpoint_shapes
+from lofi_export.opened_checkpoint import open_checkpoint
 from lofi_export.presets import TINY
 from lofi_export.reference import load_reference_models
 from safetensors.torch import load_file, save_file
@@ -78,7 +77,10 @@ def edit_tensors(root: Path, folder: str, edit: Callable[[Tensors], None]) -> Pa
 
 
 def _drop(key: str) -> Callable[[Tensors], None]:
-    return lambda tensors: tensors.pop(key)
+    def edit(tensors: Tensors) -> None:
+        tensors.pop(key)
+
+    return edit
 
 
 def _add(key: str, shape: tuple[int, ...]) -> Callable[[Tensors], None]:
@@ -322,72 +324,6 @@ def test_error_through_python_m(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1] == line
     assert _weights(root, TRANSFORMER) in line and "'lyric_proj.weight'" in line and "I64" in line
     assert list(dest.iterdir()) == []
-
-
-# --------------------------------------------------------------------------------------------
-# Atomicity of the model directory
-# --------------------------------------------------------------------------------------------
-
-
-def _failing_export(exc: BaseException) -> Callable[..., list]:
-    def fake(_ckpt: object, out: Path, **_kwargs: object) -> list:
-        (out / "denoiser.onnx").write_bytes(b"half written")
-        raise exc
-
-    return fake
-
-
-def test_failure_during_export_leaves_nothing(
-    tiny_checkpoint: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(
-        export_models_module,
-        "export_all_graphs",
-        _failing_export(ExportError("denoiser.onnx: simulated failure")),
-    )
-    line = run_onnx_cli(tiny_checkpoint, tmp_path / "dest", capsys)
-    assert line == ERROR_PREFIX + "denoiser.onnx: simulated failure"
-
-
-def test_interrupted_export_leaves_nothing(
-    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(
-        export_models_module, "export_all_graphs", _failing_export(KeyboardInterrupt())
-    )
-    with pytest.raises(KeyboardInterrupt):
-        export_models(tiny_checkpoint, tmp_path / "models")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_existing_model_dir_needs_force(
-    tiny_checkpoint: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "old.onnx").write_text("old")
-    code = main(["onnx", str(tiny_checkpoint), str(models)])
-    line = error_line(capsys.readouterr().err)
-    assert code == 1 and str(models) in line and "--force" in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
-    assert (models / "old.onnx").read_text() == "old"
-
-    # --force replaces the folder as a whole (graph export stubbed out: that is not under test).
-    monkeypatch.setattr(export_models_module, "export_all_graphs", lambda *_a, **_k: [])
-    assert main(["onnx", str(tiny_checkpoint), str(models), "--force"]) == 0
-    assert capsys.readouterr().out.strip() == str(models)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
-    assert sorted(p.name for p in models.iterdir()) == [
-        "manifest.json",
-        "mel_frontend.npz",
-        "tokenizer.json",
-    ]
 
 
 # --------------------------------------------------------------------------------------------

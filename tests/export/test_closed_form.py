@@ -1,4 +1,8 @@
-"""Closed-form checks of the export modules against the formulas of the spec (§5.4, §5.5, §16).
+"""Closed-form checks of the export modules against the upstream formulas.
+
+The formulas are those of ``acestep/models/customer_attention_processor.py`` (RoPE, linear
+attention), ``acestep/models/ace_step_transformer.py`` (``T2IFinalLayer``) and
+``acestep/models/lyrics_utils/lyric_encoder.py`` (relative-position attention and its table).
 
 Each test writes the formula out in numpy, independently of the module, and compares. Where a
 plausible but wrong variant exists (standard RoPE, sin-first sinusoid, …) the test also shows that
@@ -8,6 +12,7 @@ the variant would be caught.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -25,7 +30,10 @@ from lofi_export.modules.transformer import (
 THETA = 1_000_000.0
 
 
-def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def _randomise(module: M, seed: int) -> M:
     """Fill every parameter with N(0, 0.5²) so that no term (bias, pos_bias, …) is trivially zero."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -43,7 +51,8 @@ def _inv_freq(dim: int) -> np.ndarray:
 
 
 def _rope_closed_form(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Spec §5.5c: interleaved pairs rotated with the half-split table.
+    """Upstream ``CustomLiteLAProcessor2_0.apply_rotary_emb``: interleaved pairs rotated with the
+    half-split table (the two elements of a pair use different frequencies).
 
     out[d] = x[d]·cos(p·ω[d mod D/2]) + rot[d]·sin(p·ω[d mod D/2]), rot[2i] = −x[2i+1],
     rot[2i+1] = x[2i]; x is [..., N, D].
@@ -104,7 +113,8 @@ def test_apply_rope_at_position_zero_is_identity() -> None:
 
 
 def _linear_attention_closed_form(attn: LinearSelfAttention, x: np.ndarray) -> np.ndarray:
-    """Spec §5.5e: o_s = Σ_j v_j (k_j·q_s) / (Σ_j k_j·q_s + 1e-15), per head, then to_out."""
+    """Upstream ``CustomLiteLAProcessor2_0.__call__``: ReLU linear attention,
+    o_s = Σ_j v_j (k_j·q_s) / (Σ_j k_j·q_s + 1e-15), per head, then to_out."""
     b, n, c = x.shape
     heads = attn.heads
     d = c // heads
@@ -152,7 +162,8 @@ def test_linear_attention_eps_keeps_a_zero_denominator_finite() -> None:
 
 
 def test_linear_attention_is_invariant_to_query_scale() -> None:
-    # Spec §6: ERG on the DiT self-attention is a no-op (ReLU, RoPE and the ratio are homogeneous).
+    # ERG on the DiT self-attention (the to_q hook of text2music_diffusion_process) is a no-op:
+    # ReLU, RoPE and the ratio are all positively homogeneous in q.
     attn = _randomise(LinearSelfAttention(32, heads=2), seed=5)
     x = torch.randn(2, 9, 32, generator=torch.Generator().manual_seed(6))
     rope = rope_tables(9, 16, THETA)
@@ -218,7 +229,7 @@ def test_timestep_sinusoid_is_cos_first_on_raw_timesteps() -> None:
 
 
 def test_unpatchify_index() -> None:
-    # Spec §5.5h / trap 20: out[b, c, p, t] = lin[b, t, 8p + c].
+    # T2IFinalLayer.unpatchfy (einsum "nhwpqc->nchpwq"): out[b, c, p, t] = lin[b, t, 8p + c].
     layer = _randomise(FinalLayer(32, (16, 1), 8), seed=9)
     captured: list[torch.Tensor] = []
     layer.linear.register_forward_hook(lambda _m, _i, out: captured.append(out.detach().clone()))
@@ -232,7 +243,7 @@ def test_unpatchify_index() -> None:
 
 
 def test_final_layer_uses_shift_then_scale() -> None:
-    # Spec §5.5h: chunks of (table + e) are (shift, scale); y = rms(h)·(1+scale) + shift.
+    # T2IFinalLayer.forward: chunks of (table + e) are (shift, scale); y = rms(h)·(1+scale) + shift.
     layer = _randomise(FinalLayer(32, (16, 1), 8), seed=11)
     captured: list[torch.Tensor] = []
     layer.linear.register_forward_pre_hook(lambda _m, inp: captured.append(inp[0].detach().clone()))
@@ -253,7 +264,8 @@ def test_final_layer_uses_shift_then_scale() -> None:
 
 
 def test_relative_position_table_layout() -> None:
-    # Spec §5.4: row k holds offset r = Y−1−k; pe[2i] = sin(rω_i), pe[2i+1] = cos(rω_i).
+    # EspnetRelPositionalEncoding: row k holds offset r = Y−1−k; pe[2i] = sin(rω_i),
+    # pe[2i+1] = cos(rω_i).
     y, dim = 6, 16
     table = _np(relative_position_table(y, dim))
     assert table.shape == (2 * y - 1, dim)
@@ -267,7 +279,8 @@ def test_relative_position_table_layout() -> None:
 def _rel_attention_closed_form(
     attn: RelPositionAttention, x: np.ndarray, mask: np.ndarray
 ) -> np.ndarray:
-    """Spec §5.4 closed form, with p(r) = W_pos·pe(r) taken straight from the sinusoid."""
+    """RelPositionMultiHeadedAttention (Transformer-XL terms ac + bd with espnet's rel_shift) in
+    closed form, with p(r) = W_pos·pe(r) taken straight from the sinusoid."""
     b, y, c = x.shape
     heads, d = attn.heads, attn.head_dim
 
@@ -312,7 +325,8 @@ def test_rel_position_attention_matches_closed_form() -> None:
 
 
 def test_rel_position_attention_all_keys_masked_gives_exactly_the_output_bias() -> None:
-    # Spec §4.3 / §5.4: empty lyrics (one token, mask 0) → weights 0 → output = linear_out.bias.
+    # Empty lyrics are one token with mask 0 (ACEStepPipeline.__call__); forward_attention zeroes
+    # the weights after the softmax, so the output is exactly linear_out.bias.
     attn = _randomise(RelPositionAttention(16, heads=2), seed=16)
     x = torch.randn(2, 3, 16, generator=torch.Generator().manual_seed(17))
     with torch.no_grad():

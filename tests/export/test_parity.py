@@ -2,7 +2,8 @@
 
 Every exported graph is run on at least two values of each dynamic length and on batch 1 and 2,
 including empty lyrics (one masked token id 0) and ERG query scales; the fp32 outputs must agree
-within 1e-4. The linear-attention eps (spec §5.8) is checked in the graph structure and by an
+within 1e-4. The linear-attention eps (the ``+ 1e-15`` of ``CustomLiteLAProcessor2_0``, which the
+onnxscript optimizer would fold away) is checked in the graph structure and by an
 input whose denominators are exactly zero, and the check is shown to fail on a graph whose eps
 has been removed. The external-data path of the writer is exercised on one small graph.
 """
@@ -20,9 +21,11 @@ import pytest
 import torch
 from jsonschema import Draft202012Validator
 from lofi_export.export_models import export_all_graphs
-from lofi_export.manifest_writer import sha256_file, write_manifest
+from lofi_export.manifest_writer import write_manifest
 from lofi_export.reference import ReferenceModels, load_reference_models
 from onnx import numpy_helper
+
+from lofi_daemon.model.manifest import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "lofi_daemon" / "model" / "manifest.schema.json"
@@ -123,7 +126,7 @@ def condition_encoder_feeds(
     rng = _rng(200 + text_len * 7 + lyric_len)
     lyric_ids = rng.integers(0, 6693, (batch, lyric_len)).astype(np.int64)
     lyric_mask = np.ones((batch, lyric_len), np.int64)
-    for row in empty_rows:  # instrumental: ids 0, mask 0 (spec §4.3)
+    for row in empty_rows:  # instrumental: ids 0, mask 0 (ACEStepPipeline.__call__ without lyrics)
         lyric_ids[row], lyric_mask[row] = 0, 0
     text_mask = np.ones((batch, text_len), np.int64)
     if batch > 1:
@@ -243,7 +246,7 @@ def test_empty_lyrics_give_one_masked_token(
 
 
 # --------------------------------------------------------------------------------------------
-# The linear-attention eps (spec §5.8)
+# The linear-attention eps (kept because the export runs with optimize=False)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""``lofi-export tiny``: a random checkpoint in the exact official layout (issue 2, spec §1, §15).
+"""``lofi-export tiny``: a random checkpoint in the exact layout of ``ACE-Step/ACE-Step-v1-3.5B``.
 
 The session fixture ``tiny_checkpoint`` was written by the real CLI with seed 0. Safetensors
 headers are parsed here directly (not through the exporter's reader), so the on-disk format is
@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lofi_export import __main__ as cli
+from lofi_export import tiny
+from lofi_export.errors import ExportError
+from lofi_export.presets import TINY, Preset
 from tokenizers import Tokenizer
 
 from lofi_daemon.model import layout
@@ -218,6 +221,30 @@ def test_refuses_a_non_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.startswith("lofi-export: error: ") and str(tmp_path / "ck") in err
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["keep.txt"]
+
+
+def test_fills_an_empty_folder_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The component writers are stubbed: only the staging and the final move are under test.
+    def write(root: Path, _preset: Preset, _seed: int) -> None:
+        with (root / "part").open("a") as handle:
+            handle.write("x")
+
+    def fail(_root: Path, _preset: Preset, _seed: int) -> None:
+        raise ExportError("simulated failure")
+
+    for name in ("_write_transformer", "_write_umt5", "_write_dcae"):
+        monkeypatch.setattr(tiny, name, write)
+    monkeypatch.setattr(tiny, "_write_vocoder", fail)
+    target = tmp_path / "ck"
+    target.mkdir()
+    with pytest.raises(ExportError, match="simulated failure"):
+        tiny.write_tiny_checkpoint(target, TINY)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"] and list(target.iterdir()) == []
+
+    monkeypatch.setattr(tiny, "_write_vocoder", write)
+    tiny.write_tiny_checkpoint(target, TINY)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no staging or old folder left
+    assert (target / "part").read_text() == "xxxx"
 
 
 @pytest.mark.parametrize("argv", [["onnx", "CK", "OUT"], ["tiny", "CK"]])
