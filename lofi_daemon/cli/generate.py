@@ -242,14 +242,6 @@ def run_bench(args: argparse.Namespace) -> int:
     report["providers"] = engine.providers_in_use()
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     if args.checkpoint is not None:
-        try:
-            from lofi_export.bench_torch import compare_with_torch
-        except ImportError as exc:
-            raise LofiError(
-                errors.INVALID_PARAMETER,
-                f"--checkpoint needs the export extra ({exc}); "
-                'install it with: pip install -e ".[export]"',
-            ) from exc
         report["onnx_vs_torch"] = compare_with_torch(
             args.checkpoint,
             engine.models_dir,
@@ -259,3 +251,44 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     print(json.dumps(report, indent=2))
     return 0
+
+def compare_with_torch(
+    checkpoint: Path, models_dir: Path, *, frames: int, provider: str, threads: int | None
+) -> dict[str, object]:
+    """``lofi-export bench-torch`` in a child process: the runtime never imports the exporter.
+
+    The child's log lines pass through to stderr; its one JSON object on stdout is the result.
+    """
+    import importlib.util
+    import subprocess
+
+    hint = 'install it with: pip install -e ".[export]"'
+    for package in ("torch", "lofi_export"):
+        if importlib.util.find_spec(package) is None:
+            raise LofiError(
+                errors.INVALID_PARAMETER,
+                f"--checkpoint needs the export extra (No module named {package!r}); {hint}",
+            )
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    command = [sys.executable, "-m", "lofi_export", "--log-level", level, "bench-torch"]
+    command += [str(checkpoint), str(models_dir), "--frames", str(frames), "--provider", provider]
+    if threads:
+        command += ["--threads", str(threads)]
+    prefix, error = "lofi-export: error: ", ""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        for line in child.stderr:  # the JSON on stdout is small: reading it last cannot block
+            sys.stderr.write(line)
+            if line.startswith(prefix):
+                error = line.removeprefix(prefix).strip()
+        output = child.stdout.read()
+    if child.returncode == 2:  # lofi-export: the export extra is incomplete
+        raise LofiError(errors.INVALID_PARAMETER, f"--checkpoint needs the export extra; {hint}")
+    if child.returncode != 0:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"--checkpoint: lofi-export bench-torch failed: {error or f'exit {child.returncode}'}",
+        )
+    return dict(json.loads(output))
