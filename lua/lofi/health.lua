@@ -127,7 +127,11 @@ local function check_logs()
   health.info("daemon log: " .. daemon_log .. " (:Lofi log)")
 end
 
+--- Run the checks (`:checkhealth lofi`).
 function M.check()
+  -- The API module routes the daemon's notifications and stops the daemon on VimLeavePre;
+  -- load it before the ping starts a daemon.
+  require("lofi")
   local cfg = require("lofi.config").get()
   check_neovim()
   if check_daemon(cfg) then

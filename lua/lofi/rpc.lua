@@ -1,7 +1,9 @@
 --- JSON-RPC 2.0 over the daemon's stdio: requests with callbacks, notification dispatch.
 ---
 --- Every request's callback runs exactly once: with the result, with the daemon's error, with
---- TIMEOUT, or with DAEMON_EXITED when the daemon ends before answering.
+--- TIMEOUT, or with DAEMON_EXITED when the daemon ends before answering. This module knows
+--- nothing of what notifications mean: `lofi.routing` registers the handlers (`set_handlers`)
+--- when the API module, `lofi`, loads.
 local client = require("lofi.client")
 local config = require("lofi.config")
 local errors = require("lofi.errors")
@@ -27,7 +29,7 @@ local state = {
   handlers = {},
 }
 
---- Set the notification and daemon-exit handlers (the public API module does this).
+--- Set the notification and daemon-exit handlers (`lofi.routing` does this).
 ---@param handlers lofi.RpcHandlers
 function M.set_handlers(handlers)
   state.handlers = handlers
@@ -120,7 +122,6 @@ client.set_listeners({ line = on_line, exit = on_exit })
 ---@param opts? lofi.RequestOpts
 ---@return integer id
 function M.request(method, params, cb, opts)
-  require("lofi") -- the API module handles notifications and stops the daemon on exit
   opts = opts or {}
   state.next_id = state.next_id + 1
   local id = state.next_id

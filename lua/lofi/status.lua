@@ -18,8 +18,7 @@ end
 --- The status text, unescaped.
 ---@return string
 function M.text()
-  local lofi = require("lofi")
-  local active = lofi.active()
+  local active = require("lofi.generations").active()
   local first = active[1]
   if first then
     local more = #active > 1 and string.format(" +%d", #active - 1) or ""

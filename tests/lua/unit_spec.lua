@@ -1,4 +1,5 @@
--- Tests that need no daemon: framing, backoff, errors, options, events, UI pieces, commands.
+-- Tests that need no daemon: framing, backoff, errors, options, events, UI pieces, commands,
+-- module structure.
 local t = require("lofi_test")
 
 t.describe("framing", function()
@@ -189,6 +190,33 @@ t.describe("generate options", function()
       lofi.setup({ generate = { scheduler = "dpm" } })
     end, '`generate.scheduler` must be one of "euler", "heun", "pingpong", got "dpm"')
     t.eq(require("lofi.client").pid(), nil, "no daemon was started")
+  end)
+
+  t.it("turns valid options into daemon parameters over the generate defaults", function()
+    local generations = require("lofi.generations")
+    require("lofi").setup({ generate = { steps = 9, scheduler = "pingpong" } })
+    local params, err = generations.params({
+      prompt = "rain",
+      scheduler = "heun",
+      duration = 12,
+      priority = "high",
+      play = false,
+    })
+    t.eq(err, nil)
+    t.eq(params, {
+      prompt = "rain",
+      duration_sec = 12,
+      infer_steps = 9,
+      scheduler = "heun",
+      format = "wav",
+      priority = "high",
+      backend = "ace-step",
+    })
+    params = generations.params("just a prompt")
+    t.eq(params.prompt, "just a prompt")
+    t.eq(params.scheduler, "pingpong", "the default from setup()")
+    local _, bad = generations.params(42)
+    t.contains(bad.message, "takes a prompt or a table of options, got number")
   end)
 
   t.it("raises for a callback that is not a function", function()
@@ -449,5 +477,99 @@ t.describe("doc/lofi.txt", function()
     vim.cmd.helptags(vim.fn.fnameescape(dir .. "/doc"))
     local lines = vim.fn.readfile(dir .. "/doc/tags")
     t.ok(#lines > 50, "tags written")
+  end)
+end)
+
+t.describe("module structure", function()
+  --- Every module under lua/lofi and the lofi modules its source requires (also lazily).
+  ---@return table<string, string[]>
+  local function require_graph()
+    local graph = {}
+    for _, path in ipairs(vim.fn.glob(t.root .. "/lua/lofi/*.lua", false, true)) do
+      local base = vim.fn.fnamemodify(path, ":t:r")
+      local name = base == "init" and "lofi" or ("lofi." .. base)
+      local text = table.concat(vim.fn.readfile(path), "\n"):gsub("%-%-[^\n]*", "")
+      local deps = {}
+      for dep in text:gmatch('require%(%s*"(lofi[%w_.]*)"%s*%)') do
+        if dep ~= name then
+          deps[#deps + 1] = dep
+        end
+      end
+      graph[name] = deps
+    end
+    return graph
+  end
+
+  t.it("has no require cycles, counting requires inside functions", function()
+    local graph = require_graph()
+    t.ok(graph["lofi.rpc"] and graph["lofi"], "the graph was read")
+    local cycles = {}
+    local state = {}
+    local stack = {}
+    local function visit(name)
+      state[name] = "open"
+      table.insert(stack, name)
+      for _, dep in ipairs(graph[name] or {}) do
+        if state[dep] == "open" then
+          local from = vim.fn.index(stack, dep) + 1
+          table.insert(cycles, table.concat(vim.list_slice(stack, from), " -> ") .. " -> " .. dep)
+        elseif state[dep] == nil then
+          visit(dep)
+        end
+      end
+      table.remove(stack)
+      state[name] = "done"
+    end
+    local names = vim.tbl_keys(graph)
+    table.sort(names)
+    for _, name in ipairs(names) do
+      if state[name] == nil then
+        visit(name)
+      end
+    end
+    t.eq(cycles, {})
+  end)
+
+  t.it("keeps the RPC layer independent of the API module", function()
+    local graph = require_graph()
+    t.ok(not vim.list_contains(graph["lofi.rpc"], "lofi"), "lofi.rpc requires lofi")
+    t.ok(not vim.list_contains(graph["lofi.client"], "lofi"), "lofi.client requires lofi")
+    require("lofi.rpc")
+    t.eq(package.loaded["lofi"], nil, "loading lofi.rpc loaded the API module")
+  end)
+
+  t.it("keeps every module under 450 lines", function()
+    local long = {}
+    for _, path in ipairs(vim.fn.glob(t.root .. "/lua/lofi/*.lua", false, true)) do
+      local count = #vim.fn.readfile(path)
+      if count > 450 then
+        table.insert(long, string.format("%s: %d", vim.fn.fnamemodify(path, ":t"), count))
+      end
+    end
+    t.eq(long, {})
+  end)
+
+  t.it("routes notifications by kind once the API module is loaded", function()
+    require("lofi")
+    local routing = require("lofi.routing")
+    local seen = {}
+    for _, name in ipairs({ "setup_progress", "generation_start" }) do
+      require("lofi.events").on(name, function(data)
+        table.insert(seen, { name = name, data = data })
+      end)
+    end
+    routing.route("setup_progress", { backend = "ace-step", phase = "download", percent = 5 })
+    routing.route("generation_start", { prompt = "no track id" })
+    routing.route("setup_progress", { phase = "no backend" })
+    routing.route("something_else", { track_id = "a" })
+    routing.route("generation_start", { track_id = "a" })
+    t.eq(
+      vim.tbl_map(function(item)
+        return item.name
+      end, seen),
+      { "setup_progress", "generation_start" }
+    )
+    t.eq(seen[1].data.phase, "download")
+    t.eq(seen[2].data.track_id, "a")
   end)
 end)

@@ -1,0 +1,56 @@
+--- Where the daemon's notifications go, and what its exit does. `attach()` registers these
+--- handlers with `lofi.rpc` (the API module, `lofi`, calls it when it loads), so the RPC layer
+--- never needs to know about the modules below.
+---
+--- `generation_*` notifications that carry a `track_id` go to `lofi.generations`; `setup_*`
+--- notifications that carry a `backend` go to `lofi.install`; anything else is logged and
+--- ignored. When the daemon ends, `daemon_exit` fires, unfinished generations and the
+--- installation fail with DAEMON_EXITED, and an unexpected exit nobody else hears of is shown.
+local client = require("lofi.client")
+local events = require("lofi.events")
+local generations = require("lofi.generations")
+local install = require("lofi.install")
+local log = require("lofi.log")
+local rpc = require("lofi.rpc")
+local user = require("lofi.user")
+
+local M = {}
+
+--- Hand a notification to the module it is about.
+---@param method string
+---@param params table
+function M.route(method, params)
+  local generation_handler = generations.handlers[method]
+  local setup_handler = install.handlers[method]
+  if generation_handler and type(params.track_id) == "string" then
+    generation_handler(params)
+  elseif setup_handler and type(params.backend) == "string" then
+    setup_handler(params)
+  else
+    log.debug("ignoring notification %s", method)
+  end
+end
+
+---@param daemon lofi.Daemon
+local function on_daemon_exit(daemon)
+  local reason = client.exit_reason(daemon)
+  events.emit("daemon_exit", {
+    pid = daemon.pid,
+    code = daemon.exit_code,
+    signal = daemon.exit_signal,
+    expected = daemon.stopping,
+    reason = reason,
+  })
+  local failed = generations.fail_all(reason)
+  install.fail(reason)
+  if not daemon.stopping and failed == 0 then
+    user.notify(reason, vim.log.levels.WARN)
+  end
+end
+
+--- Register the notification and daemon-exit handlers with `lofi.rpc` (safe to repeat).
+function M.attach()
+  rpc.set_handlers({ notification = M.route, exit = on_daemon_exit })
+end
+
+return M
