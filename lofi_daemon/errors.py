@@ -237,3 +237,9 @@ class CancelledError(LofiError):
 
     def __init__(self, message: str = "generation cancelled") -> None:
         super().__init__(GENERATION_CANCELLED, message)
+
+
+def first_line(exc: BaseException, limit: int) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters; its type name if empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -39,3 +39,11 @@ def test_client_codes_have_their_own_range() -> None:
         assert -32199 <= code <= -32100, f"{name} = {code} is outside -32199..-32100"
         assert code not in daemon_codes, f"{name} = {code} collides with a daemon code"
     assert not set(client) & {row.name for row in ERROR_TABLE}
+
+
+def test_first_line_of_an_exception() -> None:
+    from lofi_daemon.errors import first_line
+
+    assert first_line(RuntimeError("boom\nsecond line"), 3) == "boo"
+    assert first_line(MemoryError(), 100) == "MemoryError"
+    assert first_line(OSError("  \n"), 100) == "OSError"

@@ -9,6 +9,7 @@ value is one clear load error instead of a ``KeyError`` in the middle of a gener
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -77,7 +78,10 @@ class ModelConstants:
             if name == "erg":
                 values[name] = _erg(data[name])
             else:
-                values[name] = _number(f"constants.{name}", data[name], hints[name])
+                # Counts and sizes are positive; the float constants may be anything finite.
+                values[name] = _number(
+                    f"constants.{name}", data[name], hints[name], positive=hints[name] is int
+                )
         return cls(**values)
 
     def latent_frames(self, duration_sec: float) -> int:
@@ -92,12 +96,16 @@ class ModelConstants:
         return out
 
 
-def _number(where: str, value: Any, kind: type) -> int | float:
+def _number(where: str, value: Any, kind: type, *, positive: bool = False) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{where} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be finite, got {value!r}")
     if kind is int:
         if isinstance(value, float) and not value.is_integer():
             raise ValueError(f"{where} must be a whole number, got {value!r}")
+        if positive and value <= 0:
+            raise ValueError(f"{where} must be positive, got {value!r}")
         return int(value)
     return float(value)
 
@@ -105,14 +113,18 @@ def _number(where: str, value: Any, kind: type) -> int | float:
 def _erg(value: Any) -> ErgLayers:
     if not isinstance(value, Mapping):
         raise TypeError("constants.erg must be an object")
-    try:
-        layers = {
-            key: tuple(int(_number(f"constants.erg.{key}", i, int)) for i in value[key])
-            for key in ("tag_layers", "lyric_layers", "diffusion_layers")
-        }
-        scale = float(_number("constants.erg.scale", value["scale"], float))
-    except KeyError as exc:
-        raise ValueError(f"constants.erg.{exc.args[0]} is missing") from exc
-    except TypeError as exc:
-        raise TypeError(f"constants.erg: {exc}") from exc
+    names = [f.name for f in dataclasses.fields(ErgLayers)]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise ValueError(f"constants.erg: unknown field(s) {', '.join(unknown)}")
+    missing = [name for name in names if name not in value]
+    if missing:
+        raise ValueError(f"constants.erg.{missing[0]} is missing")
+    layers: dict[str, tuple[int, ...]] = {}
+    for key in ("tag_layers", "lyric_layers", "diffusion_layers"):
+        where = f"constants.erg.{key}"
+        if not isinstance(value[key], list | tuple):
+            raise TypeError(f"{where} must be a list of layer numbers, got {value[key]!r}")
+        layers[key] = tuple(int(_number(where, i, int)) for i in value[key])
+    scale = float(_number("constants.erg.scale", value["scale"], float))
     return ErgLayers(scale=scale, **layers)

@@ -63,6 +63,8 @@ class GenerationParams:
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise LofiError(errors.INVALID_PARAMS, f"unknown parameter(s): {', '.join(unknown)}")
+        if "prompt" not in data:
+            raise LofiError(errors.INVALID_PROMPT, "prompt is required")
         params = cls(**data)
         params.validate()
         return params

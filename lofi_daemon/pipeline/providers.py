@@ -124,19 +124,19 @@ def create_session(
                 raise LofiError(
                     errors.MODEL_LOAD_FAILED,
                     f"{providers[0]} was requested but could not be initialised: "
-                    f"{str(exc).splitlines()[0][:200]}",
+                    f"{errors.first_line(exc, 200)}",
                     remedy="Use provider=auto or cpu, or fix the GPU libraries (see the README).",
                 ) from exc
             _warn_once(
                 f"fail:{providers[0]}",
                 "%s could not be initialised (%s); falling back to CPU",
                 providers[0],
-                str(exc).splitlines()[0][:200],
+                errors.first_line(exc, 200),
             )
             return session
         raise LofiError(
             errors.MODEL_LOAD_FAILED,
-            f"ONNX Runtime cannot load {path.name}: {str(exc).splitlines()[0][:300]}",
+            f"ONNX Runtime cannot load {path.name}: {errors.first_line(exc, 300)}",
             remedy="The file may be corrupt: run :Lofi setup ace-step to repair the installation.",
         ) from exc
     got = session.get_providers()

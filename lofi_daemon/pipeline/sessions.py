@@ -30,7 +30,7 @@ class GraphRunner:
         except Exception as exc:
             raise LofiError(
                 errors.MODEL_INFERENCE_FAILED,
-                f"{self.graph} failed: {str(exc).splitlines()[0][:300]}",
+                f"{self.graph} failed: {errors.first_line(exc, 300)}",
             ) from exc
 
     def first(self, feeds: dict[str, np.ndarray]) -> np.ndarray:

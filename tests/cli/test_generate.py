@@ -19,7 +19,7 @@ from lofi_daemon.model.manifest import load_manifest
 from lofi_daemon.pipeline.params import GenerationParams
 
 PROMPT = "lofi hip hop, mellow rhodes, vinyl crackle"
-FRAMES_5S = int(5 * 44100 / 4096)  # T for 5 s (spec §10)
+FRAMES_5S = int(5 * 44100 / 4096)  # latent frames for 5 s: 4096 samples each at 44.1 kHz
 SAMPLES_5S = -(-4096 * FRAMES_5S * 160 // 147)  # ceil(4096·T·160/147) at 48 kHz
 
 

@@ -109,12 +109,13 @@ def generate(engine: Engine, out: Path, **overrides: Any) -> GenerationResult:
 
 
 def latent_frames(duration_sec: float) -> int:
-    """T = int(d·44100/4096) (spec §10), written out independently of the engine."""
+    """T = int(d·44100/4096) as in upstream ``text2music_diffusion_process``, written out here
+    independently of the engine."""
     return int(duration_sec * 44100 / 4096)
 
 
 def expected_samples(duration_sec: float) -> int:
-    """ceil(4096·T·160/147): the 48 kHz length of T latent frames (spec §2, §12)."""
+    """ceil(4096·T·160/147): the 48 kHz length of T latent frames (4096 samples each at 44.1 kHz)."""
     return -(-4096 * latent_frames(duration_sec) * 160 // 147)
 
 
@@ -138,7 +139,8 @@ def assert_track(path: Path, duration_sec: float) -> np.ndarray:
 
 
 def guided_indices(n_steps: int, loop_length: int, interval: float = 0.5) -> list[bool]:
-    """Which loop entries are guided (spec §7.1): start ≤ i < end, computed from N, not the loop."""
+    """Which loop entries are guided: ``int(N(1−gi)/2) ≤ i < int(N(gi/2+0.5))`` as in upstream
+    ``text2music_diffusion_process``, computed from N, not the loop."""
     start = int(n_steps * ((1 - interval) / 2))
     end = int(n_steps * (interval / 2 + 0.5))
     return [start <= i < end for i in range(loop_length)]
@@ -220,7 +222,8 @@ def test_double_condition_guidance_batches_three_branches(
     assert len(conditions) == 1 and conditions[0].feeds["text_hidden"].shape[0] == 3
     assert len(of(graph_calls, "text_encoder")) == 1
 
-    # Double condition ignores the cfg type (spec §7.2) and differs from single-condition APG.
+    # Double condition ignores the cfg type (upstream checks it before cfg_type) and differs from
+    # single-condition APG.
     generate(engine, tmp_path / "cfg.wav", cfg_type="cfg", **double)
     generate(engine, tmp_path / "single.wav", cfg_type="apg")
     audio = assert_track(tmp_path / "apg.wav", 5.0)
@@ -232,7 +235,8 @@ def test_double_condition_guidance_batches_three_branches(
 def test_guidance_off_runs_only_the_conditional_pass(
     engine: Engine, tmp_path: Path, graph_calls: list[GraphCall], scale: float
 ) -> None:
-    # Double-condition scales are set too: disabling CFG must disable them (trap 6).
+    # Double-condition scales are set too: guidance_scale 0 or 1 disables CFG, and with it the
+    # double condition (upstream: do_classifier_free_guidance gates both).
     generate(
         engine,
         tmp_path / "t.wav",
@@ -257,7 +261,9 @@ def test_timesteps_follow_the_scheduler(
     timesteps = np.array([c.feeds["timestep"][0] for c in of(graph_calls, "denoiser")])
     assert len(timesteps) == 27
     assert timesteps[0] == pytest.approx(1000.0, abs=1e-3)
-    assert timesteps[-1] == pytest.approx(8.928572, abs=1e-5)  # the double shift (trap 1)
+    assert timesteps[-1] == pytest.approx(
+        8.928572, abs=1e-5
+    )  # σ shifted twice: __init__ and set_timesteps
     assert np.all(np.diff(timesteps) < 0)
 
 
@@ -300,7 +306,8 @@ def test_different_seeds_give_different_audio(engine: Engine, tmp_path: Path) ->
 
 
 def seeded_noise(seed: int, duration_sec: float = 5.0) -> np.ndarray:
-    """The x_T the engine draws for ``seed`` (spec §8.6 with numpy's PCG64)."""
+    """The x_T the engine draws for ``seed``: one standard normal [1, 8, 16, T] from numpy's PCG64
+    (upstream draws it with torch; parity tests inject the noise)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     return rng.standard_normal((1, 8, 16, latent_frames(duration_sec)), dtype=np.float32)
 
@@ -531,11 +538,12 @@ def test_each_erg_switch_changes_the_audio_and_the_routing(
     lyric_erg = condition.feeds["lyric_q_scale"][1]
     diffusion_erg = np.stack([c.feeds["q_scale"][1] for c in guided])
     if flag == "use_erg_tag":
-        # no weak prompt: the lyric-ERG null branch gets a zero text embedding (spec §6.1)
+        # no weak prompt: the lyric-ERG null branch gets a zero text embedding (upstream
+        # text2music_diffusion_process uses the ERG-tag embedding only with use_erg_lyric)
         assert text.feeds["input_ids"].shape[0] == 1
         assert np.all(null_text == 0) and np.any(lyric_erg != 1) and np.any(diffusion_erg != 1)
     elif flag == "use_erg_lyric":
-        # the plain null branch: zero text, zero lyric ids, the lyric mask kept (trap 9)
+        # the plain null branch: zero text, zero lyric ids, the lyric mask kept (as upstream)
         assert text.feeds["input_ids"].shape[0] == 1
         assert np.all(null_text == 0) and np.all(null_ids == 0) and np.all(lyric_erg == 1)
         np.testing.assert_array_equal(

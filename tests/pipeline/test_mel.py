@@ -150,7 +150,8 @@ def test_log_mel_rejects_bad_input(official_fb: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Normalisation (spec §11.1, §11.4, trap 24)
+# Normalisation: ((mel + 11) / 14 − 0.5) / 0.5 and its inverse 7x − 4, with no clamping
+# (upstream acestep/music_dcae/music_dcae_pipeline.py: MusicDCAE.encode / decode)
 # --------------------------------------------------------------------------------------------
 
 

@@ -55,6 +55,13 @@ def test_from_dict_fills_in_the_defaults() -> None:
     assert GenerationParams.from_dict({"prompt": "lofi"}) == GenerationParams(prompt="lofi")
 
 
+def test_from_dict_without_a_prompt_is_invalid_prompt() -> None:
+    with pytest.raises(LofiError) as info:
+        GenerationParams.from_dict({"duration_sec": 10})
+    assert info.value.code == errors.INVALID_PROMPT
+    assert "prompt is required" in info.value.message
+
+
 def test_from_dict_rejects_unknown_keys_before_anything_else() -> None:
     with pytest.raises(LofiError) as info:
         GenerationParams.from_dict({"prompt": "", "steps": 5, "bogus": 1})

@@ -77,17 +77,12 @@ def test_a_long_error_message_is_cut() -> None:
     assert info.value.message == "dcae_decoder failed: " + "x" * 300
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="bug: sessions.py GraphRunner.__call__ indexes str(exc).splitlines()[0], which raises "
-    "IndexError for an exception with an empty message",
-)
 def test_an_error_without_a_message_is_still_model_inference_failed() -> None:
     runner = _runner(FakeSession([CPU], MemoryError()), graph="denoiser")
     with pytest.raises(LofiError) as info:
         runner({"x": np.zeros(1)})
     assert info.value.code == errors.MODEL_INFERENCE_FAILED
+    assert info.value.message == "denoiser failed: MemoryError"
 
 
 # --- SessionPool --------------------------------------------------------------------------------
