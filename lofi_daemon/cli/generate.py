@@ -16,14 +16,10 @@ from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.fsutil import write_json_atomic
 from lofi_daemon.paths import default_models_dir
-from lofi_daemon.pipeline.engine import (
-    DecodeSettings,
-    Engine,
-    GenerationResult,
-    Progress,
-    latent_frames,
-)
+from lofi_daemon.pipeline.decode import DecodeSettings
+from lofi_daemon.pipeline.engine import Engine, GenerationResult
 from lofi_daemon.pipeline.params import CFG_TYPES, FORMATS, SCHEDULERS, GenerationParams
+from lofi_daemon.pipeline.progress import Progress
 from lofi_daemon.pipeline.providers import PROVIDER_CHOICES
 
 LOG = logging.getLogger(__name__)
@@ -223,7 +219,8 @@ def run_bench(args: argparse.Namespace) -> int:
         infer_steps=args.steps,
     )
     evaluations: list[int] = []
-    report: dict[str, object] = {"duration_sec": args.duration, "steps": args.steps, "runs": []}
+    runs: list[dict[str, float | None]] = []
+    report: dict[str, object] = {"duration_sec": args.duration, "steps": args.steps, "runs": runs}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             result = engine.generate(
@@ -232,7 +229,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 progress=lambda p: evaluations.append(p.step),
             )
             diffusion = result.timings["diffusion"]
-            report["runs"].append(
+            runs.append(
                 {
                     **result.timings,
                     "denoiser_steps_per_sec": params.infer_steps / diffusion if diffusion else None,
@@ -245,12 +242,13 @@ def run_bench(args: argparse.Namespace) -> int:
         report["onnx_vs_torch"] = compare_with_torch(
             args.checkpoint,
             engine.models_dir,
-            frames=latent_frames(args.duration, engine.manifest.constants),
+            frames=engine.manifest.constants.latent_frames(args.duration),
             provider=args.provider,
             threads=args.threads,
         )
     print(json.dumps(report, indent=2))
     return 0
+
 
 def compare_with_torch(
     checkpoint: Path, models_dir: Path, *, frames: int, provider: str, threads: int | None

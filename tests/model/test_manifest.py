@@ -145,16 +145,16 @@ def test_runtime_loads_and_verifies_the_directory(
 
 
 def _mutations() -> list[tuple[str, Any]]:
-    def drop(*path: str) -> Any:
-        def apply(m: dict[str, Any]) -> None:
+    def drop(*path: str | int) -> Any:
+        def apply(m: Any) -> None:
             for key in path[:-1]:
                 m = m[key]
             del m[path[-1]]
 
         return apply
 
-    def put(value: Any, *path: str) -> Any:
-        def apply(m: dict[str, Any]) -> None:
+    def put(value: Any, *path: str | int) -> Any:
+        def apply(m: Any) -> None:
             for key in path[:-1]:
                 m = m[key]
             m[path[-1]] = value

@@ -17,6 +17,8 @@ from lofi_daemon import fsutil
 from lofi_daemon.pipeline.audio import (
     SAMPLE_RATE_MODEL,
     SAMPLE_RATE_OUT,
+    AudioFormat,
+    WavSubtype,
     fit_length,
     ogg_crc,
     prevent_clipping,
@@ -24,7 +26,12 @@ from lofi_daemon.pipeline.audio import (
     write_audio,
 )
 
-FORMATS = [("wav", "pcm16"), ("wav", "float"), ("flac", "pcm16"), ("ogg", "pcm16")]
+FORMATS: list[tuple[AudioFormat, WavSubtype]] = [
+    ("wav", "pcm16"),
+    ("wav", "float"),
+    ("flac", "pcm16"),
+    ("ogg", "pcm16"),
+]
 
 
 def _stereo_tone(n: int, sr: int = SAMPLE_RATE_OUT, freq: float = 440.0) -> np.ndarray:
@@ -119,7 +126,7 @@ def test_prevent_clipping_scales_overs_to_unit_peak() -> None:
 
 
 @pytest.mark.parametrize(("fmt", "subtype"), FORMATS)
-def test_write_audio_reads_back(tmp_path: Path, fmt: str, subtype: str) -> None:
+def test_write_audio_reads_back(tmp_path: Path, fmt: AudioFormat, subtype: WavSubtype) -> None:
     wave = _stereo_tone(24_000)
     path = tmp_path / f"out.{fmt}"
     write_audio(path, wave, SAMPLE_RATE_OUT, fmt, subtype)
@@ -158,7 +165,7 @@ def test_pcm_output_saturates_instead_of_wrapping(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("fmt", "subtype"), FORMATS)
-def test_writes_are_byte_identical(tmp_path: Path, fmt: str, subtype: str) -> None:
+def test_writes_are_byte_identical(tmp_path: Path, fmt: AudioFormat, subtype: WavSubtype) -> None:
     wave = _stereo_tone(30_000)
     first, second = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
     write_audio(first, wave, SAMPLE_RATE_OUT, fmt, subtype)

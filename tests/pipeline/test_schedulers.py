@@ -238,6 +238,7 @@ def test_heun_schedule_layout(n: int) -> None:
 def test_heun_takes_exactly_2n_minus_1_steps_and_ends_first_order() -> None:
     n = 4
     sched = make_scheduler("heun", n)
+    assert isinstance(sched, HeunScheduler)
     x = np.ones((1, 1, 1, 3), np.float32)
     orders = []
     for _ in range(2 * n - 1):
