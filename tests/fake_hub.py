@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
+HOST = "127.0.0.1"
 CHUNK = 64 << 10
 LFS_SUFFIXES = (".safetensors",)
 
@@ -79,14 +80,13 @@ class FakeHub:
         self.tampered: dict[str, bytes] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer((HOST, 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{HOST}:{self._server.server_port}"
 
     def __enter__(self) -> FakeHub:  # noqa: PYI034 - typing_extensions is not a dependency
         self._thread.start()

@@ -1,4 +1,8 @@
-"""``lofi-daemon setup ace-step``: install the models from a terminal (see :mod:`.setup`)."""
+"""``lofi-daemon setup ace-step``: install the models from a terminal.
+
+The work is :func:`lofi_daemon.install.installer.run_install`; this module adds the command
+line, a progress display on stderr and the download prompt.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from lofi_daemon.install.installer import (
-    SetupOptions,
-    SetupPlan,
-    format_bytes,
-    run_setup,
-    verify_installation,
-)
+from lofi_daemon.install.installer import run_install
+from lofi_daemon.install.options import InstallOptions
+from lofi_daemon.install.plan import InstallPlan
+from lofi_daemon.install.progress import format_bytes
+from lofi_daemon.install.verify import verify_installation
 from lofi_daemon.paths import default_models_dir
 
 BACKENDS = ("ace-step",)
@@ -90,7 +92,7 @@ class ProgressPrinter:
             self.open_line = False
 
 
-def ask_download(plan: SetupPlan) -> bool:
+def ask_download(plan: InstallPlan) -> bool:
     """Ask on the terminal whether to download what ``plan`` still needs."""
     sys.stderr.write(
         f"lofi-daemon: download {format_bytes(plan.remaining_bytes)} of ACE-Step v1 weights from the "
@@ -113,7 +115,7 @@ def run_setup_cli(args: argparse.Namespace) -> int:
             printer.finish()
             print(f"{models}: every sha256 matches ({manifest.model_version})")
             return 0
-        options = SetupOptions(
+        options = InstallOptions(
             models_dir=models,
             checkpoint=args.checkpoint,
             assume_yes=args.yes,
@@ -122,7 +124,7 @@ def run_setup_cli(args: argparse.Namespace) -> int:
             revision=args.revision,
         )
         confirm = ask_download if not args.yes and sys.stdin.isatty() else None
-        result = run_setup(options, progress=printer, confirm=confirm)
+        result = run_install(options, progress=printer, confirm=confirm)
     finally:
         printer.finish()
     if result.already_installed:

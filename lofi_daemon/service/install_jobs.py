@@ -1,10 +1,12 @@
 """The ``setup`` method of the daemon: one model installation at a time, on its own thread.
 
-:class:`SetupRunner` runs :func:`lofi_daemon.setup.run_setup` on a worker thread and turns its
-progress callback into throttled ``setup_progress`` notifications. Every started setup ends with
-exactly one terminal notification: ``setup_complete``, ``setup_error``, ``setup_cancelled`` or
-``setup_confirm`` (a download is needed and the request did not agree to it; nothing was
-downloaded). See docs/protocol.md.
+:class:`InstallRunner` runs :func:`lofi_daemon.install.installer.run_install` on a worker thread
+and turns its progress callback into throttled ``setup_progress`` notifications. Every started
+setup ends with exactly one terminal notification: ``setup_complete``, ``setup_error``,
+``setup_cancelled`` or ``setup_confirm`` (a download is needed and the request did not agree to
+it; nothing was downloaded). See docs/protocol.md.
+
+The protocol keeps the name ``setup`` (``:Lofi setup``); inside the code it is an install.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from typing import Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import CancelledError, LofiError
-from lofi_daemon.install.installer import SetupOptions, SetupPlan, format_bytes, run_setup
+from lofi_daemon.install.installer import run_install
+from lofi_daemon.install.options import InstallOptions
+from lofi_daemon.install.plan import InstallPlan, existing_ancestor
+from lofi_daemon.install.progress import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,7 @@ Emit = Callable[[str, dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
-class SetupRequest:
+class InstallRequest:
     """The validated params of one ``setup`` request."""
 
     backend: str
@@ -69,24 +74,21 @@ class PhaseThrottle:
 
 def _free_bytes(path: Path) -> int | None:
     """Free bytes on the disk that holds ``path`` (or its nearest existing parent)."""
-    path = path.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
     try:
-        return shutil.disk_usage(path).free
+        return shutil.disk_usage(existing_ancestor(path)).free
     except OSError:
         return None
 
 
-class SetupRunner:
-    """Runs at most one setup at a time on a worker thread.
+class InstallRunner:
+    """Runs at most one installation (a ``setup`` request) at a time on a worker thread.
 
     Args:
         models_dir: the daemon's model directory (the one setup installs into).
         emit: sends a notification (``emit(method, params)``); called from the worker thread.
         on_installed: called on the worker thread after a successful install, before
             ``setup_complete`` is sent (the daemon makes the engine reload its models there).
-        options: extra :class:`SetupOptions` fields for every run (tests use ``exporter``).
+        options: extra :class:`InstallOptions` fields for every run (tests use ``exporter``).
     """
 
     def __init__(
@@ -115,7 +117,7 @@ class SetupRunner:
         with self._lock:
             return self._state is not None
 
-    def start(self, request: SetupRequest) -> Callable[[], None]:
+    def start(self, request: InstallRequest) -> Callable[[], None]:
         """Reserve the setup slot for ``request``; returns the function that starts its thread.
 
         The daemon starts the thread once the reply is written, so the reply always comes
@@ -142,7 +144,7 @@ class SetupRunner:
                 "started_at": time.monotonic(),
             }
             thread = threading.Thread(
-                target=self._work, args=(request, self._cancel), name="lofi-setup", daemon=True
+                target=self._work, args=(request, self._cancel), name="lofi-install", daemon=True
             )
             self._thread = thread
         return thread.start
@@ -182,8 +184,8 @@ class SetupRunner:
 
     # -- worker --------------------------------------------------------------------------------
 
-    def _options(self, request: SetupRequest) -> SetupOptions:
-        return SetupOptions(
+    def _options(self, request: InstallRequest) -> InstallOptions:
+        return InstallOptions(
             models_dir=self.models_dir,
             checkpoint=request.checkpoint,
             assume_yes=request.confirm,
@@ -191,7 +193,7 @@ class SetupRunner:
             **self._extra_options,
         )
 
-    def _work(self, request: SetupRequest, cancel: threading.Event) -> None:
+    def _work(self, request: InstallRequest, cancel: threading.Event) -> None:
         backend = request.backend
         options = self._options(request)
         throttle = PhaseThrottle(self._interval, self._step)
@@ -200,13 +202,13 @@ class SetupRunner:
         def progress(phase: str, done: int, total: int, percent: float, message: str) -> None:
             self._on_progress(backend, throttle, phase, done, total, percent, message)
 
-        def confirm(plan: SetupPlan) -> bool:
+        def confirm(plan: InstallPlan) -> bool:
             asked.update(self._confirm_payload(backend, options, plan))
             return False  # the client agrees by sending setup again with confirm: true
 
         log.info("setup of %s into %s started", backend, self.models_dir)
         try:
-            result = run_setup(options, progress=progress, cancel=cancel, confirm=confirm)
+            result = run_install(options, progress=progress, cancel=cancel, confirm=confirm)
             self._on_installed()
         except CancelledError:
             log.info("setup cancelled")
@@ -270,9 +272,9 @@ class SetupRunner:
             )
 
     def _confirm_payload(
-        self, backend: str, options: SetupOptions, plan: SetupPlan
+        self, backend: str, options: InstallOptions, plan: InstallPlan
     ) -> dict[str, Any]:
-        """The ``setup_confirm`` params, from the plan ``run_setup`` asks about."""
+        """The ``setup_confirm`` params, from the plan ``run_install`` asks about."""
         remaining_bytes = plan.remaining_bytes
         download_bytes, export_bytes = plan.download_bytes, plan.export_bytes
         free = _free_bytes(self.models_dir.parent)
@@ -302,3 +304,8 @@ class SetupRunner:
             "message": error.message,
             "remedy": error.remedy,
         }
+
+
+#: The names before the runtime called model installation "install" (server.py still uses them).
+SetupRequest = InstallRequest
+SetupRunner = InstallRunner

@@ -8,6 +8,7 @@ no export (types, the setup/generation exclusion, the throttle) run against fast
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -20,8 +21,9 @@ from daemon_doubles import DaemonProcess, FakeEngine, InProcessDaemon, RpcClient
 from fake_hub import FakeHub
 
 from lofi_daemon import errors
-from lofi_daemon.install.installer import REPO_ID, SetupOptions, plan_setup
-from lofi_daemon.service import install_jobs as setup_job
+from lofi_daemon.install.options import REPO_ID, InstallOptions
+from lofi_daemon.install.plan import plan_install
+from lofi_daemon.service import install_jobs
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.install_jobs import PhaseThrottle
 
@@ -172,9 +174,9 @@ def test_setup_from_the_hub_asks_first_then_cancels_then_installs(
     total = checkpoint_bytes(tiny_checkpoint)
     with FakeHub(tiny_checkpoint, REPO_ID) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        plan = plan_setup(SetupOptions(models_dir=models))
+        plan = plan_install(InstallOptions(models_dir=models))
         client = spawn(models, env={"HF_ENDPOINT": hub.url, "HF_HOME": str(hf_home)}).client
-        options = SetupOptions(models_dir=models)
+        options = InstallOptions(models_dir=models)
 
         # 1. Without confirm: setup_confirm with the sizes, and nothing is downloaded.
         asked = client.call("setup", {"backend": "ace-step"})
@@ -261,8 +263,11 @@ def test_a_bad_checkpoint_ends_with_setup_error(spawn: Spawn, tmp_path: Path) ->
 def test_shutdown_cancels_a_running_setup(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """An in-process daemon whose exporter never ends: shutdown stops it and announces it."""
     script = tmp_path / "hang.py"
+    # It speaks the exporter's --progress json: the start, one graph, then nothing.
+    start = json.dumps({"event": "start", "total": 6})
+    graph = json.dumps({"event": "graph", "graph": "a", "file": "a.onnx", "done": 1, "total": 6})
     script.write_text(
-        "import sys, time\nprint('lofi-export: wrote a.onnx', file=sys.stderr, flush=True)\n"
+        f"import time\nprint({start!r}, flush=True)\nprint({graph!r}, flush=True)\n"
         "time.sleep(600)\n"
     )
     daemon = InProcessDaemon(
@@ -325,13 +330,13 @@ def test_progress_arrives_while_other_requests_are_served(
     runner = daemon.server.setup_runner
     calls: list[str] = []
 
-    def fake_run_setup(*args: Any, **kwargs: Any) -> Any:
+    def fake_run_install(*args: Any, **kwargs: Any) -> Any:
         calls.append("run")
         kwargs["progress"]("export", 1, 6, 16.67, "exported a.onnx (1/6)")
         gate.wait(30)
         raise errors.LofiError(errors.SETUP_FAILED, "boom", remedy="fix it")
 
-    monkeypatch.setattr(setup_job, "run_setup", fake_run_setup)
+    monkeypatch.setattr(install_jobs, "run_install", fake_run_install)
     client = daemon.client
     assert client.result("setup", {"backend": "ace-step"}) == {"status": "started"}
     client.wait_for(lambda m: m.get("method") == "setup_progress", timeout=10)

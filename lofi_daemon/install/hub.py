@@ -1,0 +1,105 @@
+"""The hub child: ``python -m lofi_daemon.install.hub probe|download ...``.
+
+This is the only code of lofi.nvim that imports huggingface_hub, and it runs in a child process
+(see :func:`lofi_daemon.install.child.run_hub`), so the daemon stays free of it and a download
+can be stopped at once by killing the child. It prints one JSON object on stdout:
+``{"ok": true, ...}`` with the answer, or ``{"ok": false, "error": "..."}``.
+
+``probe REPO [--revision REV]``
+    the commit and the files the export needs, each with its size and checksum, plus the size of
+    the weights once stored as fp32 (read from the safetensors headers, nothing else downloaded).
+``download REPO REV DIR``
+    fetch those files into DIR; huggingface_hub resumes partial files found there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from lofi_daemon.install.options import ALLOW_PATTERNS
+
+
+def probe(repo_id: str, revision: str | None) -> dict[str, Any]:
+    """The answer to ``probe``: ``revision``, ``files`` and ``weights_fp32_bytes`` (or None)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    api = HfApi()
+    info = api.model_info(repo_id, revision=revision, files_metadata=True, timeout=60)
+    siblings = list(
+        filter_repo_objects(
+            info.siblings or [], allow_patterns=list(ALLOW_PATTERNS), key=lambda s: s.rfilename
+        )
+    )
+    files = [
+        {
+            "path": s.rfilename,
+            "size": int(s.lfs.size if s.lfs else s.size or 0),
+            "sha256": s.lfs.sha256 if s.lfs else None,
+            "blob_id": s.blob_id,
+        }
+        for s in siblings
+    ]
+    fp32 = _fp32_bytes(api, repo_id, info.sha, [s.rfilename for s in siblings])
+    return {"revision": info.sha, "files": files, "weights_fp32_bytes": fp32}
+
+
+def _fp32_bytes(api: Any, repo_id: str, commit: str | None, names: list[str]) -> int | None:
+    """4 bytes per parameter of the safetensors files; None when a header cannot be read."""
+    total = 0
+    for name in names:
+        if not name.endswith(".safetensors"):
+            continue
+        try:
+            meta = api.parse_safetensors_file_metadata(repo_id, name, revision=commit)
+        except Exception as exc:  # noqa: BLE001 - the estimate falls back to the file sizes
+            print(f"cannot read the header of {name}: {exc}", file=sys.stderr)
+            return None
+        total += 4 * sum(t.parameter_count for t in meta.tensors.values())
+    return total
+
+
+def download(repo_id: str, revision: str, local_dir: str) -> dict[str, Any]:
+    """The answer to ``download`` (nothing but ``ok``): the files are in ``local_dir``."""
+    from huggingface_hub import snapshot_download
+
+    snapshot_download(
+        repo_id,
+        revision=revision,
+        local_dir=local_dir,
+        allow_patterns=list(ALLOW_PATTERNS),
+        max_workers=4,
+    )
+    return {}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lofi_daemon.install.hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+    probe_cmd = sub.add_parser("probe")
+    probe_cmd.add_argument("repo_id")
+    probe_cmd.add_argument("--revision", default=None)
+    fetch_cmd = sub.add_parser("download")
+    fetch_cmd.add_argument("repo_id")
+    fetch_cmd.add_argument("revision")
+    fetch_cmd.add_argument("local_dir")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        if args.command == "probe":
+            answer = probe(args.repo_id, args.revision)
+        else:
+            answer = download(args.repo_id, args.revision, args.local_dir)
+    except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as JSON
+        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    print(json.dumps({"ok": True, **answer}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

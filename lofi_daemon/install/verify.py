@@ -1,0 +1,70 @@
+"""Verification of a model directory: every file's size, then every sha256, against the manifest.
+
+An installed directory is verified before it is left alone (:func:`installed_manifest`) and
+by ``lofi-daemon setup ace-step --verify``; a new export is verified in the staging folder before
+it replaces anything (:func:`verify_staged`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lofi_daemon.errors import LofiError
+from lofi_daemon.install.download import check_download
+from lofi_daemon.install.options import InstallOptions
+from lofi_daemon.install.plan import InstallPlan
+from lofi_daemon.install.progress import ProgressFn, Reporter
+from lofi_daemon.model.manifest import Manifest, load_manifest, verify_hashes
+
+log = logging.getLogger(__name__)
+
+
+def verify_installation(models_dir: Path, progress: ProgressFn | None = None) -> Manifest:
+    """Check an installed model directory file by file (sizes, then every sha256).
+
+    Raises:
+        LofiError: MODEL_NOT_FOUND (nothing installed) or MODEL_LOAD_FAILED (a corrupt file).
+    """
+    manifest = load_manifest(models_dir)
+    verify_files(manifest, Reporter(progress))
+    return manifest
+
+
+def verify_files(manifest: Manifest, report: Reporter) -> None:
+    """Check the sha256 of every file of ``manifest``, reporting phase ``verify``."""
+    total = len(manifest.files)
+    report("verify", 0, total, f"checking the sha256 of {total} files in {manifest.root}")
+    verify_hashes(
+        manifest, progress=lambda done, n, name: report("verify", done, n, f"sha256 ok: {name}")
+    )
+
+
+def installed_manifest(models_dir: Path, report: Reporter) -> Manifest | None:
+    """The manifest of a complete, verified installation at ``models_dir``, else None."""
+    try:
+        manifest = load_manifest(models_dir)
+    except LofiError:
+        return None
+    try:
+        verify_files(manifest, report)
+        return manifest
+    except LofiError as exc:
+        log.warning("the installed models are damaged (%s); reinstalling", exc.message)
+        return None
+
+
+def verify_staged(
+    staged: Path, plan: InstallPlan, options: InstallOptions, report: Reporter
+) -> Manifest:
+    """Verify a fresh export (and, for a hub install, the download it was made from).
+
+    Raises:
+        LofiError: MODEL_DOWNLOAD_FAILED (a downloaded file differs from the hub) or
+            MODEL_LOAD_FAILED (an exported file differs from its manifest).
+    """
+    manifest = load_manifest(staged)
+    if plan.source == "hub":
+        check_download(manifest, plan, options)
+    verify_files(manifest, report)
+    return manifest
