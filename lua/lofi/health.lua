@@ -48,9 +48,9 @@ end
 local function check_models(cfg)
   health.start("lofi.nvim: ONNX Runtime and models")
   local err, backends =
-    require("lofi.rpc").request_sync("get_backends", nil, cfg.daemon.request_timeout_ms)
+    require("lofi.rpc").request_sync("backends.list", nil, cfg.daemon.request_timeout_ms)
   if err or type(backends) ~= "table" then
-    health.error("get_backends failed: " .. (err and err.message or "no answer"), {
+    health.error("backends.list failed: " .. (err and err.message or "no answer"), {
       "Read the daemon log: :Lofi log",
     })
     return

@@ -126,7 +126,7 @@ end
 --- The backends the daemon offers, with their status and execution providers.
 ---@param cb fun(err: lofi.Error?, backends: lofi.Backend[]?)
 function M.backends(cb)
-  rpc.request("get_backends", nil, cb)
+  rpc.request("backends.list", nil, cb)
 end
 
 ---@param track lofi.Track

@@ -307,7 +307,7 @@ t.describe("shutdown", function()
     end)
     t.wait(30000, function()
       return ready ~= nil
-    end, "get_backends")
+    end, "backends()")
     t.eq(ready.err, nil)
     t.eq(ready.backends[1].status, "ready")
     local pid = client.pid()

@@ -96,7 +96,7 @@ t.describe(":Lofi setup", function()
     end)
     t.wait(30000, function()
       return backends ~= nil
-    end, "get_backends")
+    end, "backends()")
     t.eq(backends[1].status, "ready")
   end)
 
