@@ -12,25 +12,52 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 log = logging.getLogger(__name__)
+
+# The temporary sibling of ``NAME``: ``.NAME.<32 random hex digits>.tmp`` (see :func:`temp_path`).
+_TEMP_NAME_RE: Final = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{32}\.tmp", re.DOTALL)
+_EXCLUSIVE_CREATE: Final = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def temp_path(path: Path) -> Path:
+    """A new, unpredictable temporary sibling of ``path`` (hidden, ``.tmp``)."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(16)}.tmp")
+
+
+def temp_target(name: str) -> str | None:
+    """The file name whose temporary sibling ``name`` is (None when ``name`` is not exactly
+    one of :func:`temp_path`'s names), so a sweep can match our own leftovers exactly."""
+    match = _TEMP_NAME_RE.fullmatch(name)
+    return match["target"] if match else None
 
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write ``payload`` to a temporary sibling, fsync it and rename it onto ``path``.
 
     On any error the temporary file is removed and the exception propagates; an existing file at
-    ``path`` is then left untouched.
+    ``path`` is then left untouched. The temporary file has a random name (:func:`temp_path`) and
+    is created exclusively without following symlinks, so nothing planted beside ``path`` is
+    written through.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temp_path(path)
+    fd = os.open(tmp, _EXCLUSIVE_CREATE, 0o666)  # fails on anything already there: not ours
     try:
-        with open(tmp, "xb") as handle:
+        with open(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())

@@ -16,26 +16,32 @@ The directory is the only source of truth (there is no in-memory index), so the 
 restarts and several daemons may share it. "Last used" is the sidecar's modification time: a
 cache hit touches it. When the total size passes the cap, the least recently used tracks are
 deleted from disk.
+
+The folder is shared and so never trusted: sidecars are read by
+:func:`lofi_daemon.service.sidecar.read_sidecar`, symlinks are never entries, only exact names
+are ever deleted, and a failed generation removes only the files it created
+(:meth:`TrackCache.discard`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import re
+import stat
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.fsutil import write_json_atomic
+from lofi_daemon.fsutil import temp_target, write_json_atomic
 from lofi_daemon.pipeline.params import FORMATS
-from lofi_daemon.service.track_ids import TRACK_ID_CHARS, is_track_id
+from lofi_daemon.service.sidecar import TRACK_FILE_RE, BadSidecar, TrackEntry, read_sidecar
+from lofi_daemon.service.track_ids import is_track_id
 
 if TYPE_CHECKING:  # the engine module loads ONNX Runtime; the cache only reads its result
     from lofi_daemon.pipeline.engine import GenerationResult
@@ -46,57 +52,23 @@ SIDECAR_SCHEMA: Final = 1
 DEFAULT_MAX_BYTES: Final = 2 * 1024**3
 ORPHAN_GRACE_SEC: Final = 600.0
 
-_TRACK_FILE_RE: Final = re.compile(
-    rf"(?P<id>[0-9a-f]{{{TRACK_ID_CHARS}}})\.(?P<ext>json|{'|'.join(FORMATS)})"
-)
-_OWNED_PREFIX_RE: Final = re.compile(rf"\.?(?P<id>[0-9a-f]{{{TRACK_ID_CHARS}}})\b")
-
-
-@dataclass(frozen=True)
-class TrackEntry:
-    """One cached track as found on disk."""
-
-    track_id: str
-    path: Path
-    meta_path: Path
-    size_bytes: int
-    last_used_at: float
-    metadata: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        """The public description used by ``tracks.list`` and ``generation_complete``."""
-        meta = self.metadata
-        return {
-            "track_id": self.track_id,
-            "path": str(self.path),
-            "prompt": meta.get("prompt"),
-            "duration_sec": meta.get("duration_sec"),
-            "seed": meta.get("seed"),
-            "sample_rate": meta.get("sample_rate"),
-            "channels": meta.get("channels"),
-            "format": meta.get("format"),
-            "model_version": meta.get("model_version"),
-            "backend": meta.get("backend"),
-            "generation_time_sec": meta.get("generation_time_sec"),
-            "created_at": meta.get("created_at"),
-            "last_used_at": self.last_used_at,
-            "size_bytes": self.size_bytes,
-        }
-
 
 @dataclass
 class _DiskTrack:
-    size_bytes: int = 0
-    meta_mtime: float | None = None
-    has_audio: bool = False
-    files: list[Path] = dataclasses.field(default_factory=list)
+    """The regular files named exactly after one track id (a symlink is never one of ours)."""
+
+    files: dict[Path, float] = dataclasses.field(default_factory=dict)  # path -> mtime
+    has_meta: bool = False
 
 
 class TrackCache:
     """Tracks on disk under ``root``, capped at ``max_bytes`` by LRU eviction.
 
     All methods are thread-safe within one process; across processes every operation tolerates
-    files disappearing underneath it.
+    files disappearing underneath it. Entries that are not ours or cannot be trusted (a symlink
+    for the audio or the sidecar, a sidecar that is not valid metadata, see
+    :mod:`lofi_daemon.service.sidecar`) are skipped (logged once), never listed, never deleted by
+    the sweep or the eviction.
     """
 
     def __init__(self, root: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -105,9 +77,11 @@ class TrackCache:
         self.root = Path(root).expanduser()
         self.max_bytes = max_bytes
         self._lock = threading.RLock()
+        self._skipped: set[tuple[str, str]] = set()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+            self._real_root = self.root.resolve()
+        except (OSError, RuntimeError) as exc:
             raise LofiError(
                 errors.OUTPUT_WRITE_FAILED, f"cannot create the cache directory {self.root}: {exc}"
             ) from exc
@@ -140,31 +114,40 @@ class TrackCache:
         entries: list[TrackEntry] = []
         with self._lock:
             for track_id, disk in self._scan().items():
-                entry = self._load(track_id) if disk.has_audio else None
+                entry = self._load(track_id) if disk.has_meta else None
                 if entry is not None:
                     entries.append(entry)
         entries.sort(key=lambda e: e.last_used_at, reverse=True)
         return entries
 
     def total_bytes(self) -> int:
-        with self._lock:
-            return sum(d.size_bytes for d in self._scan().values() if d.meta_mtime is not None)
+        """The size of the complete tracks (what the cap applies to)."""
+        return sum(entry.size_bytes for entry in self.entries())
 
     def delete(self, track_id: str) -> bool:
-        """Delete the files of a track; False when there was no such track."""
+        """Delete the regular files named after a track; False when there were none."""
         if not is_track_id(track_id):
             return False
         with self._lock:
             disk = self._scan().get(track_id)
             if disk is None:
                 return False
-            self._remove(disk.files)
+            self._remove(list(disk.files))
             log.info("deleted track %s", track_id)
             return True
 
-    def discard(self, track_id: str) -> None:
-        """Remove whatever a failed or cancelled generation of ``track_id`` left behind."""
-        self.delete(track_id)
+    def discard(self, track_id: str, created: Iterable[Path] = ()) -> None:
+        """Remove what a failed or cancelled generation of ``track_id`` created: only the paths
+        in ``created`` that are this track's files, and nothing at all once the track is
+        complete (another daemon sharing the folder may have finished it meanwhile)."""
+        if not is_track_id(track_id):
+            return
+        with self._lock:
+            if self._load(track_id) is not None:
+                log.info("kept %s: the track is complete in the cache", track_id)
+                return
+            ours = [Path(p) for p in created if self._is_track_file(Path(p), track_id)]
+            self._remove(ours)
 
     def add(
         self, track_id: str, result: GenerationResult, *, backend: str, generation_time_sec: float
@@ -186,7 +169,7 @@ class TrackCache:
             meta_path = self.meta_path(track_id)
             try:
                 write_json_atomic(meta_path, meta)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise LofiError(
                     errors.OUTPUT_WRITE_FAILED, f"cannot write {meta_path}: {exc}"
                 ) from exc
@@ -205,17 +188,17 @@ class TrackCache:
         Returns the evicted track ids.
         """
         with self._lock:
-            tracks = {k: d for k, d in self._scan().items() if d.meta_mtime is not None}
-            total = sum(d.size_bytes for d in tracks.values())
+            entries = self.entries()
+            total = sum(entry.size_bytes for entry in entries)
             evicted: list[str] = []
-            for track_id, disk in sorted(tracks.items(), key=lambda kv: kv[1].meta_mtime or 0.0):
+            for entry in reversed(entries):  # least recently used first
                 if total <= self.max_bytes:
                     break
-                if track_id == keep:
+                if entry.track_id == keep:
                     continue
-                self._remove(disk.files)
-                total -= disk.size_bytes
-                evicted.append(track_id)
+                self._remove([entry.meta_path, self.root / entry.metadata["file"]])
+                total -= entry.size_bytes
+                evicted.append(entry.track_id)
             if evicted:
                 log.info("evicted %d track(s) to stay under %d bytes", len(evicted), self.max_bytes)
             if total > self.max_bytes:
@@ -223,93 +206,127 @@ class TrackCache:
             return evicted
 
     def remove_orphans(self, *, grace_sec: float = ORPHAN_GRACE_SEC) -> list[Path]:
-        """Delete leftovers of interrupted runs (temp files, audio without sidecar, ...).
+        """Delete what interrupted runs left behind, once older than ``grace_sec`` (so another
+        daemon's generation in progress is left alone). Matched exactly, and regular files only:
 
-        Only files named after a track id are considered, and only when older than
-        ``grace_sec``, so another daemon's generation in progress is left alone.
+        * our temporary files (:func:`lofi_daemon.fsutil.temp_path` of a track file name);
+        * the audio of a track that has no sidecar (stopped between the two writes);
+        * a valid sidecar whose audio is gone (a half-deleted track).
+
+        Any other name, a symlink, and the files of a track whose sidecar cannot be read are
+        left alone.
         """
-        now = time.time()
-        removed: list[Path] = []
+        cutoff = time.time() - grace_sec
         with self._lock:
-            complete = {k for k, d in self._scan().items() if self._load(k) is not None}
-            for path in self._owned_files():
-                match = _TRACK_FILE_RE.fullmatch(path.name)
-                if match and match["id"] in complete:
-                    continue
-                try:
-                    if now - path.stat().st_mtime < grace_sec:
-                        continue
-                except OSError:
-                    continue
-                self._remove([path])
-                removed.append(path)
-        if removed:
-            log.info("removed %d leftover file(s) from %s", len(removed), self.root)
-        return removed
+            leftovers = [p for p, mtime in self._leftovers() if mtime <= cutoff]
+            self._remove(leftovers)
+        if leftovers:
+            log.info("removed %d leftover file(s) from %s", len(leftovers), self.root)
+        return leftovers
 
-    def _owned_files(self) -> list[Path]:
-        try:
-            names = os.listdir(self.root)
-        except OSError:
-            return []
-        return [
-            self.root / name
-            for name in names
-            if _OWNED_PREFIX_RE.match(name) and (self.root / name).is_file()
-        ]
-
-    def _scan(self) -> dict[str, _DiskTrack]:
-        """Group the regular track files by id, with their sizes."""
-        tracks: dict[str, _DiskTrack] = {}
-        try:
-            scan = list(os.scandir(self.root))
-        except OSError:
-            return tracks
-        for item in scan:
-            match = _TRACK_FILE_RE.fullmatch(item.name)
-            if match is None:
+    def _leftovers(self) -> list[tuple[Path, float]]:
+        found = [*self._temp_files()]
+        for track_id, disk in self._scan().items():
+            meta_path = self.meta_path(track_id)
+            if not disk.has_meta:
+                if not os.path.lexists(meta_path):  # a symlinked sidecar is not ours to judge
+                    found.extend(disk.files.items())
                 continue
             try:
-                stat = item.stat()
-            except OSError:
+                meta, _ = read_sidecar(meta_path, track_id)
+            except FileNotFoundError:
+                continue
+            except BadSidecar as exc:
+                self._skip(meta_path, str(exc))
+                continue
+            if not os.path.lexists(self.root / meta["file"]):
+                found.append((meta_path, disk.files[meta_path]))
+        return found
+
+    def _temp_files(self) -> list[tuple[Path, float]]:
+        found: list[tuple[Path, float]] = []
+        for item in self._listing():
+            target = temp_target(item.name)
+            if target is None or TRACK_FILE_RE.fullmatch(target) is None:
+                continue
+            info = self._regular_stat(item)
+            if info is not None:
+                found.append((Path(item.path), info.st_mtime))
+        return found
+
+    def _listing(self) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(self.root) as scan:
+                return list(scan)
+        except OSError:
+            return []
+
+    def _regular_stat(self, item: os.DirEntry[str]) -> os.stat_result | None:
+        try:
+            info = item.stat(follow_symlinks=False)
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            self._skip(Path(item.path), "is not a regular file (a symlink?)")
+            return None
+        return info
+
+    def _scan(self) -> dict[str, _DiskTrack]:
+        """Group the regular files named exactly ``<track_id>.<ext>`` by id."""
+        tracks: dict[str, _DiskTrack] = {}
+        for item in self._listing():
+            match = TRACK_FILE_RE.fullmatch(item.name)
+            if match is None:
+                continue
+            info = self._regular_stat(item)
+            if info is None:
                 continue
             disk = tracks.setdefault(match["id"], _DiskTrack())
-            disk.size_bytes += stat.st_size
-            disk.files.append(Path(item.path))
-            if match["ext"] == "json":
-                disk.meta_mtime = stat.st_mtime
-            else:
-                disk.has_audio = True
+            disk.files[Path(item.path)] = info.st_mtime
+            disk.has_meta = disk.has_meta or match["ext"] == "json"
         return tracks
 
     def _load(self, track_id: str) -> TrackEntry | None:
         meta_path = self.meta_path(track_id)
         try:
-            meta_stat = meta_path.stat()
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            meta, meta_stat = read_sidecar(meta_path, track_id)
+        except FileNotFoundError:
             return None
-        if not isinstance(meta, dict) or meta.get("track_id") != track_id:
+        except BadSidecar as exc:
+            self._skip(meta_path, str(exc))
             return None
-        name = meta.get("file")
-        if not isinstance(name, str):
-            return None
-        match = _TRACK_FILE_RE.fullmatch(name)
-        if match is None or match["id"] != track_id or match["ext"] == "json":
-            return None
-        audio = self.root / name
+        name = meta["file"]
         try:
-            audio_size = audio.stat().st_size
+            audio_stat = os.lstat(self.root / name)
         except OSError:
+            return None
+        if not stat.S_ISREG(audio_stat.st_mode):
+            self._skip(self.root / name, "is not a regular file (a symlink?)")
             return None
         return TrackEntry(
             track_id=track_id,
-            path=audio.resolve(),
+            path=self._real_root / name,
             meta_path=meta_path,
-            size_bytes=audio_size + meta_stat.st_size,
+            size_bytes=audio_stat.st_size + meta_stat.st_size,
             last_used_at=meta_stat.st_mtime,
             metadata=meta,
         )
+
+    def _is_track_file(self, path: Path, track_id: str) -> bool:
+        match = TRACK_FILE_RE.fullmatch(path.name)
+        if match is None or match["id"] != track_id:
+            return False
+        try:
+            return path.parent.resolve() == self._real_root and stat.S_ISREG(os.lstat(path).st_mode)
+        except (OSError, RuntimeError):
+            return False
+
+    def _skip(self, path: Path, reason: str) -> None:
+        """Log once per file and reason that an entry is skipped."""
+        key = (path.name, reason)
+        if key not in self._skipped:
+            self._skipped.add(key)
+            log.warning("skipping %s in the track cache: it %s", path, reason)
 
     def _place_audio(self, track_id: str, audio: Path) -> Path:
         """Make sure the audio is ``<root>/<track_id>.<ext>``, moving it there if needed."""
@@ -318,7 +335,7 @@ class TrackCache:
             raise LofiError(errors.OUTPUT_WRITE_FAILED, f"unexpected audio file {audio.name}")
         target = self.audio_path(track_id, ext)
         try:
-            if audio.resolve() != target.resolve():
+            if audio.name != target.name or audio.parent.resolve() != self._real_root:
                 os.replace(audio, target)
             target.stat()
         except OSError as exc:

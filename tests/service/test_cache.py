@@ -12,7 +12,7 @@ from typing import Any
 import soundfile as sf
 from daemon_doubles import FakeEngine, FakeResult
 
-from lofi_daemon import __version__
+from lofi_daemon import __version__, fsutil
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.track_ids import TRACK_ID_CHARS, track_id_for
@@ -198,23 +198,29 @@ def test_opening_with_a_lower_cap_evicts(tmp_path: Path) -> None:
 def test_old_leftovers_are_removed_but_fresh_and_foreign_files_stay(tmp_path: Path) -> None:
     cache = TrackCache(tmp_path)
     track_id = add_track(cache, seed=1)
-    stale_tmp = tmp_path / f".{'a' * TRACK_ID_CHARS}.wav.partial"
-    stale_audio = tmp_path / f"{'b' * TRACK_ID_CHARS}.wav"
-    stale_meta = tmp_path / f"{'c' * TRACK_ID_CHARS}.json"
+    stale_tmp = fsutil.temp_path(tmp_path / f"{'a' * TRACK_ID_CHARS}.wav")  # fsutil's own name
+    stale_audio = tmp_path / f"{'b' * TRACK_ID_CHARS}.wav"  # audio without a sidecar
     fresh = tmp_path / f"{'d' * TRACK_ID_CHARS}.wav"
     foreign = tmp_path / "my-song.wav"
-    for path in (stale_tmp, stale_audio, stale_meta, fresh, foreign):
+    lookalike = tmp_path / f".{'a' * TRACK_ID_CHARS}.wav.partial"  # not a name the cache writes
+    for path in (stale_tmp, stale_audio, fresh, foreign, lookalike):
         path.write_bytes(b"x")
-    for path in (stale_tmp, stale_audio, stale_meta, foreign):
+    for path in (stale_tmp, stale_audio, foreign, lookalike):
         age(path, 3600)
     TrackCache(tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {f"{track_id}.wav", f"{track_id}.json", fresh.name, foreign.name}
+    assert names == {
+        f"{track_id}.wav",
+        f"{track_id}.json",
+        fresh.name,
+        foreign.name,
+        lookalike.name,
+    }
 
 
 def test_discard_removes_a_partial_generation(tmp_path: Path) -> None:
     cache = TrackCache(tmp_path)
     track_id, _ = make_track(cache, seed=5)
     assert (tmp_path / f"{track_id}.wav").exists()
-    cache.discard(track_id)
+    cache.discard(track_id, [tmp_path / f"{track_id}.wav"])  # the files the generation created
     assert list(tmp_path.iterdir()) == []

@@ -2,22 +2,38 @@
 generation runs): random bytes, invalid UTF-8, non-objects, batches, wrong types, unknown
 methods, notifications and huge lines. Every line is followed, batch by batch, by a sync ping;
 since the daemon answers lines in order, the replies between two syncs must be exactly the
-replies the batch calls for."""
+replies the batch calls for.
+
+The last test starts daemons (fake engine) over random hostile cache folders instead."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_doubles import DaemonProcess
+from daemon_doubles import DaemonProcess, RpcClient, write_fake_models
+from hostile_cache import (
+    GENERATE,
+    HOSTILE_KINDS,
+    add_track,
+    age,
+    foreign_names,
+    id_for,
+    plant_hostile,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lofi_daemon import errors
+from lofi_daemon.service.cache import TrackCache
 
 KNOWN_METHODS = [
     "ping",
@@ -48,6 +64,7 @@ GENERATE_FIELDS = [
     "backend",
 ]
 KNOWN_CODES = {row.code for row in errors.ERROR_TABLE}
+TERMINALS = ("generation_complete", "generation_error", "generation_cancelled")
 MIN_MESSAGES = 1000
 
 
@@ -404,3 +421,138 @@ def test_the_daemon_still_shuts_down_cleanly(daemon: DaemonProcess) -> None:
     assert daemon.client.result("shutdown") == {"status": "shutting_down"}
     assert daemon.wait(30) == 0
     assert daemon.client.bad_lines == []
+
+
+# -- hostile cache directories (issue 10, items 15, 16, 20, 21) -------------------------------
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """A cache folder to start a daemon over: real tracks, hostile entries and foreign files."""
+
+    good: tuple[int, ...]  # seeds of real tracks
+    hostile: tuple[tuple[int, str], ...]  # (seed, kind from HOSTILE_KINDS)
+    foreign: tuple[int, ...]  # seeds whose track id names the foreign files
+    old: bool  # everything older than the startup sweep's grace period
+    requested: tuple[int, ...]  # seeds generated once the daemon is up
+
+
+@st.composite
+def cache_plans(draw: st.DrawFn) -> CachePlan:
+    seeds = draw(st.lists(st.integers(0, 10**6), min_size=1, max_size=7, unique=True))
+    cut = draw(st.integers(0, len(seeds)))
+    kinds = st.sampled_from(HOSTILE_KINDS)
+    return CachePlan(
+        good=tuple(seeds[:cut]),
+        hostile=tuple((seed, draw(kinds)) for seed in seeds[cut:]),
+        foreign=tuple(draw(st.lists(st.sampled_from(seeds), max_size=2, unique=True))),
+        old=draw(st.booleans()),
+        requested=tuple(draw(st.lists(st.sampled_from(seeds), max_size=3, unique=True))),
+    )
+
+
+def plant_cache(plan: CachePlan, root: Path, outside: Path) -> tuple[dict[Path, bytes], set[Path]]:
+    """Build the folder; returns the foreign files (with their bytes) and the planted hostile
+    paths that a daemon must not remove unless it regenerates their track."""
+    cache = TrackCache(root / "cache")
+    for seed in plan.good:
+        add_track(cache, seed)
+    planted: set[Path] = set()
+    for seed, kind in plan.hostile:
+        planted.update(plant_hostile(cache, seed, kind, outside))
+    foreign: dict[Path, bytes] = {}
+    for seed in plan.foreign:
+        for name in foreign_names(id_for(seed)):
+            path = cache.root / name
+            path.write_bytes(name.encode())
+            foreign[path] = name.encode()
+    if plan.old:
+        for path in [*cache.root.iterdir(), *outside.iterdir()]:
+            age(path)
+    return foreign, planted
+
+
+def check_hostile_cache(plan: CachePlan, root: Path) -> None:
+    outside = root / "outside"
+    outside.mkdir()
+    foreign, planted = plant_cache(plan, root, outside)
+    outside_bytes = {p: p.read_bytes() for p in outside.iterdir()}
+    models = write_fake_models(root / "models")
+    args = ["--models", str(models), "--cache-dir", str(root / "cache")]
+    daemon = DaemonProcess(
+        [*args, "--log-level", "WARNING", "--log-file", str(root / "daemon.log")],
+        stderr_path=root / "stderr.txt",
+        fake_engine=True,
+    )
+    try:
+        client = daemon.client
+        assert client.result("ping", timeout=60)["status"] == "ok", daemon.stderr()
+        check_listing(client, root, {id_for(s) for s in plan.good})
+        for seed in plan.requested:
+            check_generate(client, seed, cached=seed in plan.good)
+        done = {id_for(s) for s in plan.requested}
+        check_listing(client, root, {id_for(s) for s in plan.good} | _completed(client, done))
+        assert client.result("shutdown") == {"status": "shutting_down"}
+        assert daemon.wait(30) == 0
+        assert client.bad_lines == []
+    finally:
+        daemon.kill()
+    regenerated = {id_for(s) for s in plan.requested}
+    for path in planted:
+        if not any(path.name.startswith(track_id) for track_id in regenerated):
+            assert os.path.lexists(path), f"{path.name} was removed"
+    for path, data in foreign.items():
+        assert path.read_bytes() == data, f"{path.name} changed"
+    for path, data in outside_bytes.items():
+        assert path.read_bytes() == data, f"{path.name} (outside the cache) changed"
+
+
+def check_listing(client: RpcClient, root: Path, expected: set[str]) -> None:
+    listed = client.result("tracks.list")
+    json.dumps(listed, allow_nan=False)
+    assert {t["track_id"] for t in listed["tracks"]} == expected
+    real_root = (root / "cache").resolve()
+    for track in listed["tracks"]:
+        path = Path(track["path"])
+        assert path.parent == real_root and path.is_file() and not path.is_symlink()
+        assert isinstance(track["duration_sec"], (int, float))
+
+
+def check_generate(client: RpcClient, seed: int, *, cached: bool) -> None:
+    reply = client.call("generate", {**GENERATE, "seed": seed})
+    check_shape(reply)
+    track_id = id_for(seed)
+    assert reply["result"]["track_id"] == track_id
+    assert reply["result"]["status"] == ("cached" if cached else "queued")
+    end = client.terminal(track_id, timeout=60)
+    client.result("ping")  # every notification sent so far is in
+    ends = [m for m in client.events(track_id) if m["method"] in TERMINALS]
+    assert ends == [end], ends
+    if end["method"] == "generation_error":
+        assert end["params"]["code"] in KNOWN_CODES
+    else:
+        assert end["method"] == "generation_complete" and end["params"]["cached"] is cached
+
+
+def _completed(client: RpcClient, track_ids: set[str]) -> set[str]:
+    return {
+        m["params"]["track_id"]
+        for m in client.messages
+        if m.get("method") == "generation_complete" and m["params"]["track_id"] in track_ids
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks and FIFOs")
+def test_fuzz_hostile_cache_directories() -> None:
+    """A real daemon (fake engine) started over random hostile cache folders: it stays up,
+    lists only the real tracks (never a path outside the cache), answers generate with exactly
+    one terminal notification per request, and removes nothing that is not its own."""
+
+    @settings(max_examples=15, deadline=None, database=None)
+    @given(plan=cache_plans())
+    def run(plan: CachePlan) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            check_hostile_cache(plan, Path(tmp))
+
+    run()
