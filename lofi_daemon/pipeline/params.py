@@ -81,6 +81,7 @@ class GenerationParams:
         """Raise a :class:`LofiError` naming the first invalid parameter."""
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise LofiError(errors.INVALID_PROMPT, "prompt must be a non-empty string")
+        _check_text(self.prompt)
         if len(self.prompt) > MAX_PROMPT_CHARS:
             raise LofiError(
                 errors.INVALID_PROMPT,
@@ -145,6 +146,20 @@ class GenerationParams:
                 errors.INVALID_FORMAT,
                 f"unknown wav_subtype {self.wav_subtype!r}; use one of {', '.join(WAV_SUBTYPES)}",
             )
+
+
+def _check_text(prompt: str) -> None:
+    """Reject a prompt that is not Unicode text: a lone surrogate (``"\\ud800"`` from a JSON
+    escape) or an undecodable byte that Python kept as a surrogate (command-line arguments that
+    are not UTF-8). Such a prompt cannot be encoded, so the tokenizer would fail later."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LofiError(
+            errors.INVALID_PROMPT,
+            f"prompt is not valid text: character {exc.start + 1} is not Unicode "
+            "(invalid UTF-8 or a lone surrogate)",
+        ) from None
 
 
 def _is_int(value: Any) -> bool:

@@ -2,7 +2,10 @@
 
 Every accepted job ends with exactly one terminal notification: ``generation_complete``,
 ``generation_error`` or ``generation_cancelled``. The queue limit counts every accepted job
-that has not ended yet, the running one included. The notifications' params are built in
+that has not ended yet, the running one included. A running job being cancelled is never
+shared with a new request: :meth:`JobRunner.submit` of a new job for its track announces its
+end at once, before the new job's reply, and it sends nothing more. The notifications' params
+are built in
 :mod:`lofi_daemon.service.payloads`; which progress updates are sent is
 :class:`~lofi_daemon.service.throttle.ProgressThrottle`'s rule.
 """
@@ -92,6 +95,13 @@ class Job:
     held: bool = False
     started_at: float | None = None
     progress: dict[str, Any] | None = None
+    superseded: bool = False  # cancelling, and a new job took its track id (see JobRunner.submit)
+    ended: bool = False  # its terminal notification is out: it sends nothing more
+
+
+def _is(job: Job | None, track_id: str, *, stopping: bool) -> bool:
+    """``job`` is for ``track_id`` and has (``stopping``) or has not been told to stop."""
+    return job is not None and job.track_id == track_id and job.cancel_event.is_set() == stopping
 
 
 class JobRunner:
@@ -132,6 +142,7 @@ class JobRunner:
         self._cond = threading.Condition()
         self._pending: list[Job] = []
         self._running: Job | None = None
+        self._send_lock = threading.Lock()  # a job's notifications vs. its early end (submit)
         self._closing = False
         self._thread: threading.Thread | None = None
 
@@ -183,7 +194,11 @@ class JobRunner:
         with self._cond:
             if self._closing:
                 raise LofiError(errors.QUEUE_FULL, "the daemon is shutting down")
-            accepted = len(self._pending) + (self._running is not None)
+            running = self._running
+            superseded = running if _is(running, job.track_id, stopping=True) else None
+            if superseded is not None:
+                superseded.superseded = True  # it ends now, for the client (see _end_early)
+            accepted = len(self._pending) + (running is not None and not running.superseded)
             if accepted >= self.limit:
                 raise LofiError(
                     errors.QUEUE_FULL,
@@ -196,7 +211,10 @@ class JobRunner:
                 index = sum(1 for queued in self._pending if queued.priority == "high")
             self._pending.insert(index, job)
             self._cond.notify_all()
-            return index + (self._running is not None)
+            position = index + (running is not None)
+        if superseded is not None:
+            self._end_early(superseded)
+        return position
 
     def release(self, track_id: str) -> None:
         """Let a held job start."""
@@ -207,9 +225,10 @@ class JobRunner:
             self._cond.notify_all()
 
     def position(self, track_id: str) -> int | None:
-        """The position of a queued (or 0 for the running) job; None when unknown."""
+        """The position of a queued (or 0 for the running) job; None when unknown or when the
+        running job with that id is being cancelled (a new request for it needs a new job)."""
         with self._cond:
-            if self._running is not None and self._running.track_id == track_id:
+            if _is(self._running, track_id, stopping=False):
                 return 0
             offset = self._running is not None
             for index, job in enumerate(self._pending):
@@ -233,12 +252,32 @@ class JobRunner:
                     self._cond.notify_all()
                     return CancelResult("cancelled")
             running = self._running
-            if running is not None and running.track_id == track_id:
+            if running is not None and running.track_id == track_id and not running.superseded:
                 running.cancel_event.set()
                 progress = running.progress
                 return CancelResult("cancelling", progress["step"] if progress else 0)
         shown = track_id[:64]
         raise LofiError(errors.TRACK_NOT_FOUND, f"no queued or running generation {shown!r}")
+
+    def _end_early(self, job: Job) -> None:
+        """Announce a cancelling job's end before it stops (unless its end is already out)."""
+        with self._send_lock:
+            if job.ended:
+                return
+            job.ended = True
+            step = job.progress["step"] if job.progress else 0
+            self._emit("generation_cancelled", cancelled_payload(job.track_id, step))
+        log.info("%s is requested again while cancelling: it ends now", job.track_id)
+
+    def _send(
+        self, job: Job, method: str, params: dict[str, Any], *, terminal: bool = False
+    ) -> None:
+        """Send one of a running job's notifications; none after its terminal one."""
+        with self._send_lock:
+            if job.ended:
+                return
+            job.ended = terminal
+            self._emit(method, params)
 
     def announce_cancelled(self, track_id: str, step: int | None = None) -> None:
         """Send ``generation_cancelled`` for a job that ends without running (or at ``step``)."""
@@ -307,27 +346,35 @@ class JobRunner:
             with self._cond:
                 self._running = None
                 self._cond.notify_all()
-            self._emit(method, payload)
+            self._send(job, method, payload, terminal=True)
 
     def _run(self, job: Job) -> tuple[str, dict[str, Any]]:
         """Run one job; returns its terminal notification."""
         params = job.params
+        hit = self._cache.get(job.track_id)  # another daemon sharing the folder may have made it
+        if hit is not None:
+            log.info("%s is in the cache already", job.track_id)
+            return "generation_complete", complete_payload(hit, cached=True)
         log.info(
             "generating %s (%gs, %d steps)", job.track_id, params.duration_sec, params.infer_steps
         )
-        self._emit("generation_start", start_payload(job.track_id, params))
+        self._send(job, "generation_start", start_payload(job.track_id, params))
         throttle = ProgressThrottle(self._interval, self._step, self._clock)
         throttle.start()
         started = self._clock()
+        created: list[Path] = []  # all that discard may remove: never another daemon's files
         try:
             if job.cancel_event.is_set():
                 raise CancelledError()
+            existed = job.out_path.exists()
             result = self._engine.generate(
                 params,
                 job.out_path,
                 progress=lambda p: self._on_progress(job, throttle, p),
                 cancel=job.cancel_event,
             )
+            if not existed:
+                created.append(Path(result.path))
             entry = self._cache.add(
                 job.track_id,
                 result,
@@ -335,16 +382,16 @@ class JobRunner:
                 generation_time_sec=self._clock() - started,
             )
         except CancelledError:
-            self._cache.discard(job.track_id)
+            self._cache.discard(job.track_id, created)
             log.info("cancelled %s", job.track_id)
             step = job.progress["step"] if job.progress else 0
             return "generation_cancelled", cancelled_payload(job.track_id, step)
         except LofiError as exc:
-            self._cache.discard(job.track_id)
+            self._cache.discard(job.track_id, created)
             log.error("generation %s failed: %s", job.track_id, exc)
             return "generation_error", error_payload(job.track_id, exc)
         except Exception as exc:
-            self._cache.discard(job.track_id)
+            self._cache.discard(job.track_id, created)
             log.exception("generation %s failed unexpectedly", job.track_id)
             error = LofiError(errors.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             return "generation_error", error_payload(job.track_id, error)
@@ -368,11 +415,11 @@ class JobRunner:
                 return
             job.progress = payload
             if throttle.admit(payload["percent"]):
-                self._emit("generation_progress", payload)
+                self._send(job, "generation_progress", payload)
         except Exception:
             log.exception("cannot report progress for %s", job.track_id)
 
     def _final_progress(self, job: Job) -> None:
         payload = final_progress_payload(job.track_id, job.progress)
         job.progress = payload
-        self._emit("generation_progress", payload)
+        self._send(job, "generation_progress", payload)

@@ -5,7 +5,8 @@ of any length. A line holding only ASCII whitespace is ignored. Bytes that are n
 that is not JSON, and the non-standard JSON constants ``NaN``/``Infinity`` are parse errors.
 
 This module knows nothing about generation; :class:`Dispatcher` maps method names to handler
-callables supplied by :mod:`lofi_daemon.service.handlers`.
+callables supplied by :mod:`lofi_daemon.service.handlers`. Messages are written by
+:class:`~lofi_daemon.service.writer.MessageWriter`.
 """
 
 from __future__ import annotations
@@ -13,18 +14,33 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.service.writer import (
+    JSONRPC_VERSION,
+    MessageWriter,
+    encode_message,
+    notification,
+    preview,
+)
+
+__all__ = [
+    "JSONRPC_VERSION",
+    "Dispatcher",
+    "MessageWriter",
+    "Reply",
+    "Request",
+    "encode_message",
+    "notification",
+    "preview",
+]
 
 log = logging.getLogger(__name__)
 
-JSONRPC_VERSION: Final = "2.0"
-LOG_PREVIEW_CHARS: Final = 300
 MAX_ERROR_MESSAGE_CHARS: Final = 1000
 
 JsonId = str | int | float | None
@@ -185,64 +201,6 @@ def error_response(request_id: JsonId, error: LofiError) -> dict[str, Any]:
     if len(message) > MAX_ERROR_MESSAGE_CHARS:
         body["message"] = f"{message[:MAX_ERROR_MESSAGE_CHARS]}... (truncated)"
     return {"jsonrpc": JSONRPC_VERSION, "id": request_id, "error": body}
-
-
-def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": JSONRPC_VERSION, "method": method, "params": params}
-
-
-def encode_message(message: dict[str, Any]) -> bytes:
-    """Serialize one message as a single ASCII line (non-ASCII is escaped, so the output is
-    valid UTF-8 even for strings holding lone surrogates)."""
-    text = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-    return text.encode("ascii") + b"\n"
-
-
-def preview(data: bytes | str, limit: int = LOG_PREVIEW_CHARS) -> str:
-    """A truncated, printable form of a payload for DEBUG logs."""
-    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-    text = text.rstrip("\r\n")
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
-
-
-class MessageWriter:
-    """Writes whole messages to a binary stream; safe to call from several threads.
-
-    Each message is written and flushed under a lock, so lines never interleave. Once the
-    stream breaks (the client went away) further messages are dropped.
-    """
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def send(self, message: dict[str, Any]) -> bool:
-        """Write one message; returns False when it could not be delivered."""
-        try:
-            data = encode_message(message)
-        except (TypeError, ValueError):
-            log.exception("cannot serialize message %s", preview(repr(message)))
-            return False
-        with self._lock:
-            if self._closed:
-                return False
-            try:
-                self._stream.write(data)
-                self._stream.flush()
-            except (BrokenPipeError, ConnectionError, OSError, ValueError) as exc:
-                self._closed = True
-                log.warning("stdout is closed; dropping further messages (%s)", exc)
-                return False
-        log.debug("-> %s", preview(data))
-        return True
-
-    def notify(self, method: str, params: dict[str, Any]) -> bool:
-        return self.send(notification(method, params))
 
 
 class Dispatcher:

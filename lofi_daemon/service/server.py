@@ -94,6 +94,7 @@ class DaemonServer:
         """Serve until shutdown, end of input or a termination signal; returns the exit code."""
         self.runner.start()
         reason = self._serve()
+        self.writer.stop_waiting()
         cancel_running = reason != "shutdown" or bool(self._shutdown)
         log.info(
             "stopping (%s); %s the running generation",
@@ -117,7 +118,10 @@ class DaemonServer:
                 signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Stop: break a blocking read, and let no write wait long for a client that does not
+        read (a write blocked on a full stdout gives up; this handler takes no lock)."""
         self._terminate.set()
+        self.writer.stop_waiting()
         if self._reading:
             raise _Terminated()
 

@@ -83,6 +83,8 @@ REJECTED: list[tuple[str, Any, int]] = [
     ("prompt", "x" * 1001, errors.INVALID_PROMPT),
     ("prompt", 5, errors.INVALID_PROMPT),
     ("prompt", None, errors.INVALID_PROMPT),
+    ("prompt", "\ud800", errors.INVALID_PROMPT),  # a lone surrogate, sent as a JSON escape
+    ("prompt", "rain \udcff", errors.INVALID_PROMPT),  # a non-UTF-8 argv byte (surrogateescape)
     ("duration_sec", 4.99, errors.INVALID_DURATION),
     ("duration_sec", 240.01, errors.INVALID_DURATION),
     ("duration_sec", 0, errors.INVALID_DURATION),
@@ -145,6 +147,7 @@ ACCEPTED: list[tuple[str, Any]] = [
     ("prompt", "x"),
     ("prompt", "x" * 1000),
     ("prompt", "  lofi  "),
+    ("prompt", "lo-fi \u00e9t\u00e9 \U0001f3b5 \u96e8"),  # any real Unicode, astral included
     ("duration_sec", 5),
     ("duration_sec", 5.0),
     ("duration_sec", 240),

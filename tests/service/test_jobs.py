@@ -202,6 +202,54 @@ def test_cancel_running_job_stops_at_the_next_unit_and_leaves_no_file(paused: Ha
     assert [m for m, _ in paused.events.of(job.track_id)][-1] == "generation_cancelled"
 
 
+def test_a_job_being_cancelled_is_never_shared_with_a_new_request(paused: Harness) -> None:
+    """Cancel the running track, then ask for it again before the engine stops: the retry is a
+    fresh job that runs and completes, after the old one has ended (issue 10, item 18)."""
+    old = paused.job()
+    paused.runner.submit(old)
+    assert paused.engine.paused.wait(5)
+    assert paused.runner.cancel(old.track_id).status == "cancelling"
+    # the handler's "already queued or running?" question: not this job any more
+    assert paused.runner.position(old.track_id) is None
+    retry = Job(track_id=old.track_id, params=old.params, out_path=old.out_path)
+    assert paused.runner.submit(retry) == 1  # behind the one still stopping
+    # the old job's end is out before submit returns, so before the retry's reply
+    assert [m for m, _ in paused.events.of(old.track_id)][-1] == "generation_cancelled"
+    assert paused.runner.position(retry.track_id) == 1
+    paused.engine.resume.set()
+    done = paused.events.wait("generation_complete", retry.track_id)
+    methods = [m for m, _ in paused.events.of(old.track_id)]
+    ends = [m for m in methods if m in ("generation_cancelled", "generation_complete")]
+    assert ends == ["generation_cancelled", "generation_complete"]
+    # nothing of the old job after its end: the retry's own start follows it
+    assert methods[methods.index("generation_cancelled") + 1] == "generation_start"
+    assert methods.count("generation_start") == 2
+    assert paused.engine.cancelled_at == 3 and len(paused.engine.calls) == 2
+    assert Path(done["path"]).is_file() and paused.cache.get(old.track_id) is not None
+
+
+def test_a_superseded_job_no_longer_counts_or_cancels(tmp_path: Path) -> None:
+    h = Harness(tmp_path, FakeEngine(pause_at=3), limit=1)
+    try:
+        old = h.job()
+        h.runner.submit(old)
+        assert h.engine.paused.wait(5)
+        h.runner.cancel(old.track_id)
+        retry = Job(track_id=old.track_id, params=old.params, out_path=old.out_path)
+        h.runner.submit(retry)  # the old job has ended for the client: no QUEUE_FULL
+        assert h.runner.cancel(retry.track_id).status == "cancelled"  # the retry, not the old
+        with pytest.raises(LofiError) as info:
+            h.runner.cancel(old.track_id)  # the old one's end is already announced
+        assert info.value.code == errors.TRACK_NOT_FOUND
+        h.engine.resume.set()
+        h.runner.close(cancel_running=False)
+        assert h.runner.join(10)
+        assert [m for m, _ in h.events.of(old.track_id)].count("generation_cancelled") == 1
+        assert len(h.engine.calls) == 1
+    finally:
+        h.close()
+
+
 def test_cancel_unknown_track(harness: Harness) -> None:
     with pytest.raises(LofiError) as info:
         harness.runner.cancel("f" * 24)

@@ -4,6 +4,7 @@ real ``lofi-daemon serve`` with the tiny models. The methods themselves are test
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sys
@@ -14,7 +15,13 @@ from typing import Any
 
 import pytest
 from daemon_checks import GEN, MakeDaemon, assert_generation_protocol, error_code
-from daemon_doubles import DaemonProcess, FakeEngine, InProcessDaemon, write_fake_models
+from daemon_doubles import (
+    DaemonProcess,
+    FakeEngine,
+    InProcessDaemon,
+    RpcClient,
+    write_fake_models,
+)
 
 from lofi_daemon import errors
 
@@ -59,6 +66,52 @@ def test_batches_and_garbage_get_one_error_each(make_daemon: MakeDaemon) -> None
         (None, errors.INVALID_REQUEST),
     ]
     assert client.messages[-1] is reply
+
+
+def test_a_lone_surrogate_prompt_is_invalid_prompt(make_daemon: MakeDaemon) -> None:
+    """``"\\ud800"`` is valid JSON but not text: refused up front, nothing queued (issue 10,
+    item 22)."""
+    engine = FakeEngine()
+    client = make_daemon(engine).client
+    client.send_line(
+        b'{"jsonrpc": "2.0", "id": 7, "method": "generate", '
+        b'"params": {"prompt": "rain \\ud800", "duration_sec": 5, "infer_steps": 8}}'
+    )
+    reply = client.response(7)
+    assert error_code(reply) == errors.INVALID_PROMPT
+    assert "prompt" in reply["error"]["message"]
+    assert client.result("status")["running"] is None and engine.calls == []
+
+
+def assert_retry_completes(client: RpcClient, track_id: str, retry: dict[str, Any]) -> None:
+    """The old job's one terminal notification is its cancel, written before the retry's reply;
+    the retry then runs and completes (issue 10, item 18)."""
+    assert retry["result"]["status"] == "queued" and retry["result"]["track_id"] == track_id
+    done = client.wait_for(
+        lambda m: m.get("method") == "generation_complete" and m["params"]["track_id"] == track_id
+    )
+    ends = [
+        m
+        for m in client.events(track_id)
+        if m["method"] in ("generation_complete", "generation_error", "generation_cancelled")
+    ]
+    assert [m["method"] for m in ends] == ["generation_cancelled", "generation_complete"]
+    assert client.index(ends[0]) < client.index(retry) < client.index(done)
+    assert Path(done["params"]["path"]).is_file()
+
+
+def test_generate_again_while_cancelling_gets_a_fresh_job(make_daemon: MakeDaemon) -> None:
+    engine = FakeEngine(pause_at=2)
+    client = make_daemon(engine).client
+    params = {**GEN, "seed": 5}
+    track_id = client.result("generate", params)["track_id"]
+    assert engine.paused.wait(10)
+    assert client.result("cancel", {"track_id": track_id})["status"] == "cancelling"
+    retry = client.call("generate", params)  # the engine has not seen the cancel yet
+    assert retry["result"]["position"] == 1  # behind the job that is still stopping
+    engine.resume.set()
+    assert_retry_completes(client, track_id, retry)
+    assert engine.cancelled_at == 2 and len(engine.calls) == 2
 
 
 def test_shutdown_finishes_the_running_generation(make_daemon: MakeDaemon) -> None:
@@ -158,6 +211,27 @@ def test_sigterm_cancels_the_running_generation_and_exits_0(
     assert client.terminal(track_id)["method"] == "generation_cancelled"
     assert not any((tmp_path / "cache").iterdir())
     assert "stopping (signal)" in (tmp_path / "daemon0.log").read_text()
+
+
+def test_generate_again_while_cancelling_over_a_subprocess(
+    spawn: Callable[..., DaemonProcess],
+) -> None:
+    daemon = spawn(fake={"step_delay": 0.3})
+    client = daemon.client
+    params = {**GEN, "seed": 5}
+    track_id = client.result("generate", params)["track_id"]
+    client.wait_event("generation_progress", track_id)
+    # cancel and retry in one write: both are answered long before the engine's next step
+    cancel_id, retry_id = client.new_id(), client.new_id()
+    cancel = {"jsonrpc": "2.0", "id": cancel_id, "method": "cancel"}
+    retry = {"jsonrpc": "2.0", "id": retry_id, "method": "generate", "params": params}
+    client.send_line(
+        f"{json.dumps({**cancel, 'params': {'track_id': track_id}})}\n{json.dumps(retry)}".encode()
+    )
+    assert client.response(cancel_id)["result"]["status"] == "cancelling"
+    assert_retry_completes(client, track_id, client.response(retry_id))
+    client.result("shutdown")
+    assert daemon.wait(20) == 0
 
 
 def test_idle_daemon_exits_0_on_end_of_input(spawn: Callable[..., DaemonProcess]) -> None:
