@@ -21,7 +21,10 @@ from pathlib import Path
 
 from .progress import ErrorKind, JsonLines, ProgressFn, done_event, error_event, stdout_for_events
 
-INSTALL_HINT = 'pip install "lofi-nvim[export]"  (or, from a clone: pip install -e ".[export]")'
+INSTALL_HINT = (
+    'pip install torch==2.13.0 && pip install -e ".[export]"'
+    "  (in the lofi.nvim folder, in the daemon's Python environment)"
+)
 REQUIRED = ("torch", "transformers", "diffusers", "safetensors", "onnx", "onnxscript")
 ERROR_PREFIX = "lofi-export: error: "
 EXIT_ERROR = 1

@@ -36,7 +36,7 @@ from .manifest_writer import write_manifest
 from .modules.vocoder import infer_vocoder_config
 from .onnx_writer import INLINE_LIMIT_BYTES, ExportedGraph, WeightLookup, export_graph
 from .opened_checkpoint import OpenCheckpoint, open_checkpoint
-from .progress import ProgressFn, graph_event, start_event
+from .progress import ProgressFn, graph_event, graph_start_event, start_event
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,19 @@ def export_models(
         written += 1
         notify(graph_event(graph.name, graph.path.name, written, total))
 
+    def on_graph_start(name: str) -> None:
+        notify(graph_start_event(name, f"{name}.onnx", written + 1, total))
+
     staging = staging_dir(models_dir)
     try:
         notify(start_event(total))
-        graphs = export_all_graphs(ckpt, staging, inline_limit=inline_limit, on_graph=on_graph)
+        graphs = export_all_graphs(
+            ckpt,
+            staging,
+            inline_limit=inline_limit,
+            on_graph=on_graph,
+            on_graph_start=on_graph_start,
+        )
         shutil.copyfile(ckpt.text_encoder.folder / "tokenizer.json", staging / "tokenizer.json")
         _write_mel_frontend(ckpt, staging)
         write_manifest(staging, ckpt, graphs, precision=precision)
@@ -109,16 +118,26 @@ def export_all_graphs(
     inline_limit: int = INLINE_LIMIT_BYTES,
     only: tuple[str, ...] | None = None,
     on_graph: Callable[[ExportedGraph], None] | None = None,
+    on_graph_start: Callable[[str], None] | None = None,
 ) -> list[ExportedGraph]:
     """Export the graphs of :data:`.graphs.GRAPH_NAMES` (or those in ``only``) into ``out``.
 
-    ``on_graph`` is called after each graph file (and its external data) is written.
+    ``on_graph_start`` is called with a graph's name before it is built and traced, ``on_graph``
+    after its file (and its external data) is written.
     """
     batch = Dim("batch")
     graphs: list[ExportedGraph] = []
 
     def want(name: str) -> bool:
         return only is None or name in only
+
+    def begin(name: str) -> bool:
+        """``want(name)``, announcing the graph when it is about to be exported."""
+        if not want(name):
+            return False
+        if on_graph_start is not None:
+            on_graph_start(name)
+        return True
 
     def add(graph: ExportedGraph) -> None:
         graphs.append(graph)
@@ -127,7 +146,7 @@ def export_all_graphs(
 
     dit_source = TensorSource(ckpt.transformer)
     tcfg, ccfg = ckpt.transformer_config, ckpt.conformer_config
-    if want("text_encoder"):
+    if begin("text_encoder"):
         umt5 = build_umt5(ckpt.text_encoder.config)
         layers = len(umt5.encoder.block)
         text_len = Dim("text_len")
@@ -144,8 +163,8 @@ def export_all_graphs(
                 inline_limit=inline_limit,
             )
         )
-    dit = build_transformer(tcfg, ccfg)
-    if want("condition_encoder"):
+    dit = build_transformer(tcfg, ccfg)  # on the meta device: quick
+    if begin("condition_encoder"):
         text_len, lyric_len = Dim("text_len"), Dim("lyric_len")
         add(
             export_graph(
@@ -180,7 +199,7 @@ def export_all_graphs(
                 inline_limit=inline_limit,
             )
         )
-    if want("denoiser"):
+    if begin("denoiser"):
         frames, cond_len = Dim("frames", min=4), Dim("cond_len")
         add(
             export_graph(
@@ -210,7 +229,7 @@ def export_all_graphs(
     if want("dcae_decoder") or want("dcae_encoder"):
         dcae = build_dcae(ckpt.dcae.config)
         latent_channels = int(ckpt.dcae.config.get("latent_channels", 8))
-        if want("dcae_decoder"):
+        if begin("dcae_decoder"):
             add(
                 export_graph(
                     DcaeDecoderGraph(dcae),
@@ -223,7 +242,7 @@ def export_all_graphs(
                     inline_limit=inline_limit,
                 )
             )
-        if want("dcae_encoder"):
+        if begin("dcae_encoder"):
             mel_blocks = Dim("mel_blocks", min=4)
             add(
                 export_graph(
@@ -238,7 +257,7 @@ def export_all_graphs(
                     inline_limit=inline_limit,
                 )
             )
-    if want("vocoder"):
+    if begin("vocoder"):
         vcfg = infer_vocoder_config(ckpt.vocoder.config, ckpt.vocoder.shapes())
         vocoder = build_vocoder(vcfg).folded()
         add(

@@ -4,12 +4,14 @@ The model installer (``lofi_daemon/install/``) runs ``lofi-export`` as a child p
 these lines from its stdout instead of parsing log text, so the format is a contract::
 
     {"event": "start", "total": 6}
+    {"event": "graph_start", "graph": "<name>", "file": "<name>.onnx", "index": i, "total": 6}
     {"event": "graph", "graph": "<name>", "file": "<name>.onnx", "done": i, "total": 6}
     {"event": "done", "models_dir": "<absolute path>"}
     {"event": "error", "kind": "missing_extra" | "export", "message": "<the stderr error text>"}
 
-``start`` comes once the checkpoint is validated, before the first graph is traced; one ``graph``
-follows each graph file written (``done`` counts 1..total); ``done`` comes once the model
+``start`` comes once the checkpoint is validated, before the first graph is traced; one
+``graph_start`` comes as each graph begins tracing (``index`` counts 1..total, so a reader can say
+what is running now) and one ``graph`` follows each graph file written (``done`` counts 1..total); ``done`` comes once the model
 directory is in place, ``error`` instead of it on failure. Logs stay on stderr, and while events
 are being written nothing else reaches stdout (see :func:`stdout_for_events`).
 """
@@ -33,6 +35,10 @@ ErrorKind = Literal["missing_extra", "export"]
 
 def start_event(total: int) -> Event:
     return {"event": "start", "total": total}
+
+
+def graph_start_event(graph: str, file: str, index: int, total: int) -> Event:
+    return {"event": "graph_start", "graph": graph, "file": file, "index": index, "total": total}
 
 
 def graph_event(graph: str, file: str, done: int, total: int) -> Event:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lofi_daemon import errors
+from lofi_daemon.cli.output import check_output_path, is_lofi_sidecar, output_format, sidecar_path
 from lofi_daemon.errors import LofiError
 from lofi_daemon.fsutil import write_json_atomic
 from lofi_daemon.paths import default_models_dir
@@ -25,48 +26,105 @@ from lofi_daemon.pipeline.providers import PROVIDER_CHOICES
 LOG = logging.getLogger(__name__)
 
 
+class DefaultsHelp(argparse.HelpFormatter):
+    """Help that shows each option's default unless its help text already speaks of it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.option_strings
+            and "default" not in text
+            and action.default is not None
+            and action.default is not False
+            and action.default != argparse.SUPPRESS
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
         type=Path,
         default=None,
+        metavar="DIR",
         help="model directory (default: $LOFI_MODELS_DIR or the user cache)",
     )
-    parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES)
+    parser.add_argument(
+        "--provider",
+        default="auto",
+        choices=PROVIDER_CHOICES,
+        help="ONNX Runtime execution provider; auto picks the best that works",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="intra-op threads (default: all cores)"
     )
 
 
 def add_generate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="generate one track from a text prompt")
-    p.add_argument("prompt")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds, 5-240 (default 30)")
-    p.add_argument("--steps", type=int, default=27)
-    p.add_argument("--seed", type=int, default=None)
+    p = sub.add_parser(
+        "generate",
+        help="generate one track from a text prompt",
+        description="Generate one track from a text prompt. The audio file goes to -o FILE, else "
+        "to lofi-SEED.FORMAT in the current folder; its metadata goes beside it, in the same "
+        "name with .json.",
+        formatter_class=DefaultsHelp,
+    )
+    p.add_argument("prompt", help="what to play, e.g. 'lofi hip hop, mellow rhodes, 80 bpm'")
+    p.add_argument("--duration", type=float, default=30.0, help="length in seconds, 5-240")
+    p.add_argument("--steps", type=int, default=27, help="denoising steps")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed (default: a random one, recorded in the sidecar)",
+    )
     # No argparse ``choices`` for these names: an unknown value must fail like every other
     # invalid parameter (the engine's specific error, exit status 1), not with a usage dump.
     p.add_argument("--scheduler", default="euler", help=" | ".join(SCHEDULERS))
-    p.add_argument("--cfg-type", default="apg", help=" | ".join(CFG_TYPES))
-    p.add_argument("--guidance-scale", type=float, default=15.0)
-    p.add_argument("--omega", type=float, default=10.0)
-    p.add_argument("--guidance-interval", type=float, default=0.5)
-    p.add_argument("--guidance-interval-decay", type=float, default=0.0)
-    p.add_argument("--min-guidance-scale", type=float, default=3.0)
-    p.add_argument("--guidance-scale-text", type=float, default=0.0)
-    p.add_argument("--guidance-scale-lyric", type=float, default=0.0)
-    p.add_argument("--no-erg-tag", action="store_true")
-    p.add_argument("--no-erg-lyric", action="store_true")
-    p.add_argument("--no-erg-diffusion", action="store_true")
-    p.add_argument("--initial-noise", type=Path, default=None, help=".npy of shape [1, 8, 16, T]")
+    p.add_argument("--cfg-type", default="apg", help="guidance: " + " | ".join(CFG_TYPES))
+    p.add_argument("--guidance-scale", type=float, default=15.0, help="0 turns guidance off")
+    p.add_argument("--omega", type=float, default=10.0, help="granularity (omega) scale")
+    p.add_argument(
+        "--guidance-interval", type=float, default=0.5, help="share of the steps guided, 0-1"
+    )
+    p.add_argument("--guidance-interval-decay", type=float, default=0.0, help="guidance decay, 0-1")
+    p.add_argument(
+        "--min-guidance-scale", type=float, default=3.0, help="lowest guidance while decaying"
+    )
+    p.add_argument(
+        "--guidance-scale-text", type=float, default=0.0, help="text-only guidance (0: off)"
+    )
+    p.add_argument(
+        "--guidance-scale-lyric", type=float, default=0.0, help="lyric-only guidance (0: off)"
+    )
+    p.add_argument("--no-erg-tag", action="store_true", help="no ERG on the prompt's text")
+    p.add_argument("--no-erg-lyric", action="store_true", help="no ERG on the lyrics")
+    p.add_argument("--no-erg-diffusion", action="store_true", help="no ERG in the denoiser")
+    p.add_argument(
+        "--initial-noise",
+        type=Path,
+        default=None,
+        metavar="NPY",
+        help="start from this .npy of shape [1, 8, 16, T] instead of seeded noise",
+    )
     p.add_argument(
         "--format",
         default=None,
         help=" | ".join(FORMATS) + " (default: from -o's extension, else wav)",
     )
     p.add_argument("--float", dest="wav_float", action="store_true", help="32-bit float WAV")
-    p.add_argument("-o", "--output", type=Path, default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the audio file, ending in "
+        + ", ".join(f".{f}" for f in FORMATS)
+        + " (default: lofi-SEED.FORMAT in the current folder); its folder must exist",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_engine_arguments(p)
 
 
@@ -106,7 +164,7 @@ def _params(args: argparse.Namespace, seed: int) -> GenerationParams:
             "use_erg_tag": not args.no_erg_tag,
             "use_erg_lyric": not args.no_erg_lyric,
             "use_erg_diffusion": not args.no_erg_diffusion,
-            "format": _output_format(args.format, args.output),
+            "format": output_format(args.format, args.output),
             "wav_subtype": "float" if args.wav_float else "pcm16",
         }
     )
@@ -136,24 +194,6 @@ class ProgressBar:
         sys.stderr.flush()
 
 
-def _output_format(requested: str | None, output: Path | None) -> str:
-    """The audio format: --format, else the output file's extension, else wav; they must agree."""
-    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
-    if suffix == "json":
-        raise LofiError(
-            errors.INVALID_FORMAT,
-            "the output must be an audio file, not .json (the .json sidecar is written next to it)",
-        )
-    if requested is None:
-        return suffix if suffix in FORMATS else "wav"
-    if requested in FORMATS and suffix in FORMATS and suffix != requested:
-        raise LofiError(
-            errors.INVALID_FORMAT,
-            f"--format {requested} does not match the output file extension .{suffix}",
-        )
-    return requested
-
-
 def run_generate(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     params = _params(args, seed)
@@ -166,9 +206,9 @@ def run_generate(args: argparse.Namespace) -> int:
                 errors.INVALID_PARAMETER, f"cannot read initial noise {args.initial_noise}: {exc}"
             ) from exc
     output = args.output or Path(f"lofi-{seed}.{params.format}")
-    engine = Engine(
-        args.models or default_models_dir(), provider=args.provider, threads=args.threads
-    )
+    models_dir = args.models or default_models_dir()
+    check_output_path(output, models_dir)  # before any model time is spent
+    engine = Engine(models_dir, provider=args.provider, threads=args.threads)
     result = engine.generate(
         params, output, progress=ProgressBar(not args.no_progress), initial_noise=noise
     )
@@ -185,8 +225,18 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def write_sidecar(result: GenerationResult) -> Path:
-    """Write ``<audio>.json`` beside the track; without it the audio file is removed too."""
-    sidecar = result.path.with_suffix(".json")
+    """Write ``<audio>.json`` beside the track; without it the audio file is removed too.
+
+    A ``.json`` there that is not a lofi sidecar (it appeared during the generation) is kept.
+    """
+    sidecar = sidecar_path(result.path)
+    if (sidecar.exists() or sidecar.is_symlink()) and not is_lofi_sidecar(sidecar):
+        result.path.unlink(missing_ok=True)
+        raise LofiError(
+            errors.OUTPUT_WRITE_FAILED,
+            f"{sidecar} appeared during the generation and is not a lofi sidecar; kept it",
+            remedy="Choose another output file with -o.",
+        )
     try:
         write_json_atomic(sidecar, result.sidecar())
     except OSError as exc:

@@ -41,7 +41,9 @@ def add_setup_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-y", "--yes", action="store_true", help="agree to the download without asking")
     p.add_argument(
-        "--force", action="store_true", help="reinstall even if a verified installation exists"
+        "--force",
+        action="store_true",
+        help="reinstall even if a verified installation (from the same checkpoint) exists",
     )
     p.add_argument(
         "--keep-download",
@@ -127,7 +129,12 @@ def run_setup_cli(args: argparse.Namespace) -> int:
         result = run_install(options, progress=printer, confirm=confirm)
     finally:
         printer.finish()
-    if result.already_installed:
+    if result.already_installed and args.checkpoint is not None:
+        sys.stderr.write(
+            f"lofi-daemon: already installed from this checkpoint and verified "
+            f"(use --force to export again): {models}\n"
+        )
+    elif result.already_installed:
         sys.stderr.write(
             f"lofi-daemon: already installed and verified (use --force to reinstall): {models}\n"
         )

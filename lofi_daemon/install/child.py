@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import CancelledError, LofiError
-from lofi_daemon.install.options import InstallOptions
+from lofi_daemon.install.options import REPO_ID, InstallOptions
 from lofi_daemon.install.progress import CANCELLED_MESSAGE
 
 log = logging.getLogger(__name__)
@@ -144,11 +144,15 @@ def run_hub(
     cancel: threading.Event | None = None,
     tick: Callable[[], None] = lambda: None,
     lock_fd: int | None = None,
+    resumable: bool = False,
 ) -> dict[str, Any]:
     """Run ``python -m lofi_daemon.install.hub ARGS`` and return its JSON answer.
 
+    ``resumable``: part of the download is on disk, so the remedy may promise a resume.
+
     Raises:
-        LofiError: MODEL_DOWNLOAD_FAILED when the child reports a failure or no answer.
+        LofiError: MODEL_DOWNLOAD_FAILED when the child reports a failure or no answer: one line
+            (the hub's reason, no traceback) and a remedy naming the offline route.
         CancelledError: ``cancel`` was set.
     """
     child = Child([sys.executable, "-m", HUB_MODULE, *args], child_env(options), lock_fd=lock_fd)
@@ -158,17 +162,31 @@ def run_hub(
     with contextlib.suppress(IndexError, json.JSONDecodeError):
         answer = json.loads(lines[-1])
     if not isinstance(answer, dict):
+        last = [line.strip() for line in child.tail if line.strip()]
         answer = {
             "ok": False,
-            "error": "\n".join(child.tail) or f"exit status {child.proc.returncode}",
+            "error": last[-1] if last else f"exit status {child.proc.returncode}",
         }
     if not answer.get("ok"):
         action = "read the file list of" if args[0] == "probe" else "download"
+        error = " ".join(str(answer.get("error")).split())
         raise LofiError(
             errors.MODEL_DOWNLOAD_FAILED,
-            f"cannot {action} {options.repo_id} from {options.hub_url()}: {answer.get('error')}",
+            f"cannot {action} {options.repo_id} from {options.hub_url()}: {error}",
+            remedy=hub_remedy(resumable),
         )
     return answer
+
+
+def hub_remedy(resumable: bool) -> str:
+    """What to do when the hub fails: retry (resuming only if something was downloaded) or go
+    offline with a checkpoint folder copied by other means."""
+    retry = "run the setup again" + ("; the download resumes where it stopped" if resumable else "")
+    return (
+        f"Check the network and {retry}. Offline: copy the checkpoint folder ({REPO_ID}) and run "
+        "lofi-daemon setup ace-step --checkpoint DIR (in Neovim: :Lofi setup ace-step "
+        "checkpoint=DIR)."
+    )
 
 
 def revision_args(revision: str | None) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.install.child import run_hub
+from lofi_daemon.install.child import hub_remedy, run_hub
 from lofi_daemon.install.options import InstallOptions
 from lofi_daemon.install.plan import InstallPlan, bytes_on_disk, has_size
 from lofi_daemon.install.progress import Reporter, format_bytes
@@ -53,12 +53,19 @@ def download(
     if not complete:
         target.mkdir(parents=True, exist_ok=True)
         args = ["download", plan.repo_id, str(plan.revision), str(target)]
-        run_hub(options, args, cancel=cancel, tick=tick, lock_fd=lock_fd)
+        try:
+            run_hub(options, args, cancel=cancel, tick=tick, lock_fd=lock_fd)
+        except LofiError as exc:
+            if bytes_on_disk(target, plan.files) > 0:  # a rerun resumes: say so
+                raise LofiError(exc.code, exc.message, remedy=hub_remedy(True)) from exc
+            raise
     wrong = [f.path for f in plan.files if not has_size(target / f.path, f.size)]
     if wrong:
+        shown = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
         raise LofiError(
             errors.MODEL_DOWNLOAD_FAILED,
-            f"the download is incomplete ({', '.join(wrong)} missing or of the wrong size)",
+            f"the download is incomplete: {shown} missing or of the wrong size",
+            remedy=hub_remedy(bytes_on_disk(target, plan.files) > 0),
         )
     report("download", total, total, f"downloaded {plan.repo_id} ({format_bytes(total)})")
     return max(0, total - before)

@@ -4,12 +4,16 @@ The exporter is run as ``<exporter> --log-level INFO onnx CHECKPOINT OUT --force
 and prints one JSON object per stdout line::
 
     {"event": "start", "total": 6}                                    before the first graph
+    {"event": "graph_start", "graph": "denoiser", "file": "denoiser.onnx", "index": 3, "total": 6}
+                                                                      as each graph begins
     {"event": "graph", "graph": "denoiser", "file": "denoiser.onnx", "done": 3, "total": 6}
                                                                       after each graph is written
     {"event": "done", "models_dir": "/absolute/path"}                 at the end (exit status 0)
     {"event": "error", "kind": "missing_extra" | "export", "message": "..."}
                                                                       on failure (exit status 2 | 1)
 
+The progress message names what is running now (``exporting denoiser.onnx (3/6)``) from the
+``graph_start`` events; an exporter without them gets ``exported <file> (i/6)`` after each graph.
 Other stdout lines are ignored; stderr is the exporter's log, whose last lines explain a failure
 that came without an error event (a crash, a kill).
 """
@@ -40,6 +44,7 @@ EXPORT_FAILED_REMEDY: Final = "Read the message above; rerun the setup after fix
 #: The fields each event must carry, with their types (further fields are ignored).
 EVENT_FIELDS: Final[dict[str, dict[str, type]]] = {
     "start": {"total": int},
+    "graph_start": {"graph": str, "file": str, "index": int, "total": int},
     "graph": {"graph": str, "file": str, "done": int, "total": int},
     "done": {"models_dir": str},
     "error": {"kind": str, "message": str},
@@ -55,6 +60,7 @@ class ExportEvent:
     graph: str = ""
     file: str = ""
     done: int = 0
+    index: int = 0
     models_dir: str = ""
     kind: str = ""
     message: str = ""
@@ -89,15 +95,22 @@ class ExportStatus:
     total: int = EXPORTED_GRAPHS
     done: int = 0
     written: list[str] = field(default_factory=list)
+    running: str | None = None  # the graph file being exported now (graph_start events)
+    announces_starts: bool = False  # the exporter sends graph_start events
     models_dir: Path | None = None  # set by the done event
     error: ExportEvent | None = None
 
     def apply(self, event: ExportEvent) -> None:
-        if event.event in ("start", "graph") and event.total > 0:
+        if event.event in ("start", "graph", "graph_start") and event.total > 0:
             self.total = event.total
-        if event.event == "graph":
+        if event.event == "graph_start":
+            self.announces_starts = True
+            self.running = event.file
+        elif event.event == "graph":
             self.done = max(self.done, event.done)
             self.written.append(event.file)
+            if self.running == event.file:
+                self.running = None
         elif event.event == "done":
             self.models_dir = Path(event.models_dir)
         elif event.event == "error":
@@ -141,7 +154,15 @@ def export_checkpoint(
             if event is None:
                 continue
             status.apply(event)
-            if event.event == "graph":
+            if event.event == "graph_start":
+                index = min(max(event.index, 1), status.total)
+                report(
+                    "export",
+                    min(status.done, index - 1),
+                    status.total,
+                    f"exporting {event.file} ({index}/{status.total})",
+                )
+            elif event.event == "graph" and not status.announces_starts:
                 report(
                     "export",
                     min(event.done, status.total),

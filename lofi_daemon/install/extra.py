@@ -11,8 +11,11 @@ from __future__ import annotations
 import importlib.util
 from typing import Final
 
+#: lofi.nvim is not on PyPI: the extra installs from the plugin folder (torch pinned first, as
+#: in the README's build step).
 INSTALL_HINT: Final = (
-    'pip install "lofi-nvim[export]"  (or, from a clone: pip install -e ".[export]")'
+    'pip install torch==2.13.0 && pip install -e ".[export]"'
+    "  (in the lofi.nvim folder, in the daemon's Python environment)"
 )
 #: What ``lofi-export onnx`` imports, in the order the exporter reports them.
 EXPORT_PACKAGES: Final = ("torch", "transformers", "diffusers", "safetensors", "onnx", "onnxscript")

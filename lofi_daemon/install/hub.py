@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from typing import Any
 
@@ -77,6 +78,39 @@ def download(repo_id: str, revision: str, local_dir: str) -> dict[str, Any]:
     return {}
 
 
+#: What huggingface_hub and requests wrap around the reason of a failure.
+_REQUEST_ID = re.compile(r"\s*\(?Request ID: [^)]*\)?", re.IGNORECASE)
+_HTTP_PREFIX = re.compile(r"^\d{3} (?:Client|Server) Error\.?\s*")
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"\]\)]+)")
+MAX_ERROR_CHARS = 200
+
+
+def readable_error(exc: BaseException) -> str:
+    """One short line about ``exc`` (no request id, no advice, no nested reprs).
+
+    An HTTP error gives its status and the hub's first sentence (``the hub answered HTTP 404
+    (Repository Not Found)``); a network error its innermost reason (``the hub cannot be reached
+    (Connection refused)``).
+    """
+    text = " ".join(_REQUEST_ID.sub("", str(exc)).split())
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        text = _HTTP_PREFIX.sub("", text).split(" for url:", 1)[0].split(". ", 1)[0]
+        detail = f"the hub answered HTTP {status}" + (f" ({text.strip(' .')})" if text else "")
+    elif isinstance(exc, OSError) or "connect" in type(exc).__name__.lower():
+        reason = _ERRNO.search(text)
+        if reason is not None:
+            why = reason.group(1).strip()
+        elif "timed out" in text.lower():
+            why = "timed out"
+        else:
+            why = type(exc).__name__
+        detail = f"the hub cannot be reached ({why})"
+    else:
+        detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return detail if len(detail) <= MAX_ERROR_CHARS else detail[: MAX_ERROR_CHARS - 3] + "..."
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m lofi_daemon.install.hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,7 +129,8 @@ def main(argv: list[str]) -> int:
         else:
             answer = download(args.repo_id, args.revision, args.local_dir)
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as JSON
-        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)  # the whole story, for the log
+        print(json.dumps({"ok": False, "error": readable_error(exc)}))
         return 1
     print(json.dumps({"ok": True, **answer}))
     return 0

@@ -30,7 +30,7 @@ from lofi_daemon.install.lock import install_lock
 from lofi_daemon.install.options import REPO_ID, InstallOptions
 from lofi_daemon.install.plan import InstallPlan, check_disk_space, log_plan, plan_install
 from lofi_daemon.install.progress import ProgressFn, Reporter, check_cancel
-from lofi_daemon.install.verify import installed_manifest, verify_staged
+from lofi_daemon.install.verify import installed_manifest, same_checkpoint, verify_staged
 from lofi_daemon.model.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 __all__ = ["REPO_ID", "InstallResult", "run_install"]
@@ -79,6 +79,8 @@ def run_install(
 
     Returns:
         The installed model directory. It is only created once every file has been verified.
+        Without ``options.force`` a verified installation is left alone (``already_installed``):
+        any one for a hub install, one exported from the same files for a local checkpoint.
 
     Raises:
         LofiError: SETUP_FAILED, MODEL_DOWNLOAD_FAILED, MODEL_LOAD_FAILED (a checksum mismatch)
@@ -90,10 +92,9 @@ def run_install(
     models_dir = options.models_dir
     models_dir.parent.mkdir(parents=True, exist_ok=True)
     with install_lock(options.lock_path, models_dir) as lock_fd:
-        if options.checkpoint is None and not options.force:
-            existing = installed_manifest(models_dir, report)
+        if not options.force:
+            existing = _current_installation(options, report)
             if existing is not None:
-                log.info("ACE-Step is already installed and verified at %s", models_dir)
                 elapsed = time.monotonic() - started
                 return InstallResult(models_dir, existing.model_version, True, 0, None, elapsed)
         _preflight(options)
@@ -113,6 +114,26 @@ def run_install(
     log.info("ACE-Step installed at %s (%s)", models_dir, manifest.model_version)
     elapsed = time.monotonic() - started
     return InstallResult(models_dir, manifest.model_version, False, fetched, kept, elapsed)
+
+
+def _current_installation(options: InstallOptions, report: Reporter) -> Manifest | None:
+    """The verified installation to leave alone, or None when the setup has work to do.
+
+    From the hub, any verified installation will do. From a local checkpoint, only one exported
+    from the same files (the manifest records the sha256 of every checkpoint file it read).
+    """
+    if options.checkpoint is not None:
+        try:
+            recorded = load_manifest(options.models_dir).raw["source"]["files"]
+        except LofiError:
+            return None
+        if not same_checkpoint(options.checkpoint, recorded):
+            return None
+    existing = installed_manifest(options.models_dir, report)
+    if existing is not None:
+        where = f" from {options.checkpoint}" if options.checkpoint is not None else ""
+        log.info("ACE-Step is already installed%s and verified at %s", where, options.models_dir)
+    return existing
 
 
 def _export_verify_install(

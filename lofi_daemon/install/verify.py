@@ -8,14 +8,16 @@ it replaces anything (:func:`verify_staged`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from lofi_daemon.errors import LofiError
 from lofi_daemon.install.download import check_download
-from lofi_daemon.install.options import InstallOptions
+from lofi_daemon.install.options import ALLOW_PATTERNS, InstallOptions
 from lofi_daemon.install.plan import InstallPlan
 from lofi_daemon.install.progress import ProgressFn, Reporter
-from lofi_daemon.model.manifest import Manifest, load_manifest, verify_hashes
+from lofi_daemon.model.manifest import Manifest, load_manifest, sha256_file, verify_hashes
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,25 @@ def installed_manifest(models_dir: Path, report: Reporter) -> Manifest | None:
     except LofiError as exc:
         log.warning("the installed models are damaged (%s); reinstalling", exc.message)
         return None
+
+
+def checkpoint_files(checkpoint: Path) -> set[str]:
+    """The files of ``checkpoint`` an export reads (the keys of the manifest's ``source.files``)."""
+    return {name for name in ALLOW_PATTERNS if (checkpoint / name).is_file()}
+
+
+def same_checkpoint(checkpoint: Path, recorded: Mapping[str, Any]) -> bool:
+    """Whether ``checkpoint`` holds exactly the files ``recorded`` (sizes first, then sha256)."""
+    if not isinstance(recorded, Mapping) or set(recorded) != checkpoint_files(checkpoint):
+        return False
+    try:
+        if any((checkpoint / n).stat().st_size != info.get("size") for n, info in recorded.items()):
+            return False
+        return all(
+            sha256_file(checkpoint / n) == info.get("sha256") for n, info in recorded.items()
+        )
+    except (OSError, AttributeError):
+        return False
 
 
 def verify_staged(

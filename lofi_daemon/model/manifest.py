@@ -11,6 +11,7 @@ from typing import Any
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.model.constants import ModelConstants
+from lofi_daemon.model.schema import first_error
 
 MANIFEST_NAME = "manifest.json"
 SUPPORTED_SCHEMA = 1
@@ -62,7 +63,11 @@ def _constants(root: Path, data: Any) -> ModelConstants:
 
 
 def load_manifest(root: Path) -> Manifest:
-    """Read and check ``root/manifest.json`` (structure, graphs present, files with the right size)."""
+    """Read and check ``root/manifest.json`` (structure, graphs present, files with the right size).
+
+    The structure is checked against ``manifest.schema.json`` (see :mod:`.schema`), so a manifest
+    with a wrong-typed field fails here with MODEL_LOAD_FAILED, not later inside a generation.
+    """
     path = root / MANIFEST_NAME
     if not root.is_dir() or not path.is_file():
         raise LofiError(
@@ -72,6 +77,8 @@ def load_manifest(root: Path) -> Manifest:
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as exc:
+        raise _invalid(root, "unreadable (JSON nested too deeply)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _invalid(root, f"unreadable ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("schema_version") != SUPPORTED_SCHEMA:
@@ -81,6 +88,11 @@ def load_manifest(root: Path) -> Manifest:
             if isinstance(raw, dict)
             else "not a JSON object",
         )
+    # The typed constants first: their parser names the broken field most precisely.
+    constants = _constants(root, raw["constants"]) if "constants" in raw else None
+    problem = first_error(raw)
+    if problem is not None:
+        raise _invalid(root, f"does not match the manifest schema ({problem})")
     try:
         graphs = {
             name: GraphInfo(
@@ -93,7 +105,7 @@ def load_manifest(root: Path) -> Manifest:
             model_version=str(raw["model_version"]),
             precision=str(raw["precision"]),
             graphs=graphs,
-            constants=_constants(root, raw["constants"]),
+            constants=constants or _constants(root, raw["constants"]),
             defaults=dict(raw.get("defaults", {})),
             files=dict(raw["files"]),
             tokenizer_file=str(raw["tokenizer"]["file"]),

@@ -18,7 +18,7 @@ import numpy as np
 
 from lofi_daemon import __version__, errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.model.manifest import Manifest, load_manifest
+from lofi_daemon.model.manifest import MANIFEST_NAME, Manifest, load_manifest
 from lofi_daemon.pipeline import audio
 from lofi_daemon.pipeline.conditioning import build_conditions, empty_lyrics, encode_text
 from lofi_daemon.pipeline.decode import DecodeSettings, decode_latents, plan_decode
@@ -62,6 +62,27 @@ class GenerationResult:
         }
 
 
+#: ``(manifest.json, the listed files)``, each as ``(name, inode, size, mtime_ns)`` or None if gone.
+FileStamp = tuple[str, int, int, int] | None
+Fingerprint = tuple[FileStamp, tuple[FileStamp, ...]]
+
+
+def _stamp(path: Path) -> FileStamp:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def disk_fingerprint(models_dir: Path, manifest: Manifest | None) -> Fingerprint:
+    """What changes when the installation is replaced, deleted or damaged on disk."""
+    files = (
+        () if manifest is None else tuple(_stamp(models_dir / n) for n in sorted(manifest.files))
+    )
+    return (_stamp(models_dir / MANIFEST_NAME), files)
+
+
 class Engine:
     """Owns the ONNX sessions of one model directory and runs generations (one at a time)."""
 
@@ -81,6 +102,10 @@ class Engine:
         self.decode_settings = decode or DecodeSettings()
         self._sessions = SessionPool(provider, threads)
         self._manifest: Manifest | None = None
+        self._fingerprint: Fingerprint | None = None  # the disk state _manifest was read from
+        self._stale = (
+            False  # the files changed: drop the tokenizer and sessions before the next run
+        )
         self._tokenizer: PromptTokenizer | None = None
         self._lock = threading.Lock()  # one generation at a time
 
@@ -88,8 +113,27 @@ class Engine:
     @property
     def manifest(self) -> Manifest:
         if self._manifest is None:
-            self._manifest = load_manifest(self.models_dir)
+            fingerprint = disk_fingerprint(self.models_dir, None)
+            manifest = load_manifest(self.models_dir)
+            self._manifest = manifest
+            self._fingerprint = disk_fingerprint(self.models_dir, manifest)
+            if self._fingerprint[0] != fingerprint[0]:  # the manifest changed while being read
+                self._fingerprint = None
         return self._manifest
+
+    def _check_disk(self) -> None:
+        """Forget the cached manifest when the model files changed on disk (cheap: stats only).
+
+        Sessions and the tokenizer are dropped before the next generation (not now: one may be
+        running on them).
+        """
+        manifest = self._manifest
+        if manifest is None:
+            return
+        if disk_fingerprint(self.models_dir, manifest) != self._fingerprint:
+            self._manifest = None
+            self._fingerprint = None
+            self._stale = True
 
     @property
     def model_version(self) -> str:
@@ -100,6 +144,8 @@ class Engine:
         return self._sessions.providers_in_use()
 
     def status(self) -> dict[str, Any]:
+        """The installation's state as on disk now (the model files are re-checked each time)."""
+        self._check_disk()
         try:
             manifest = self.manifest
         except LofiError as exc:
@@ -128,6 +174,8 @@ class Engine:
         """
         with self._lock:
             self._manifest = None
+            self._fingerprint = None
+            self._stale = False
             self._tokenizer = None
             self._sessions.clear()
 
@@ -156,6 +204,11 @@ class Engine:
                 "(the sidecar is written next to it)",
             )
         with self._lock:
+            self._check_disk()
+            if self._stale:
+                self._stale = False
+                self._tokenizer = None
+                self._sessions.clear()
             return self._generate(params, Path(out_path), progress, cancel, initial_noise)
 
     def _generate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import pytest
 import soundfile as sf
 from model_damage import corrupt_keep_size, truncate
 
+from lofi_daemon.__main__ import build_parser
 from lofi_daemon.model.manifest import load_manifest
 from lofi_daemon.pipeline.params import GenerationParams
 
@@ -70,6 +72,13 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], out: Path) ->
     leftovers = [p.name for p in out.parent.iterdir()] if out.parent.exists() else []
     assert leftovers == [], leftovers
     return errors[0]
+
+
+def empty_out_dir(tmp_path: Path) -> Path:
+    """A new, empty output folder (generate never creates the folder of -o)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +166,7 @@ def test_initial_noise_file_reproduces_the_seeded_run(
 
 def test_initial_noise_of_the_wrong_shape(tiny_models: Path, tmp_path: Path) -> None:
     np.save(tmp_path / "noise.npy", np.zeros((1, 8, 16, FRAMES_5S + 3), np.float32))
-    out = tmp_path / "out" / "OUT.wav"
+    out = empty_out_dir(tmp_path) / "OUT.wav"
     result = run_cli(
         *generate_args(tiny_models, out, "--initial-noise", str(tmp_path / "noise.npy")),
         cwd=tmp_path,
@@ -183,7 +192,7 @@ def test_initial_noise_of_the_wrong_shape(tiny_models: Path, tmp_path: Path) -> 
 def test_bad_parameters_fail_cleanly(
     tiny_models: Path, tmp_path: Path, extra: list[str], fragment: str
 ) -> None:
-    out = tmp_path / "out" / "OUT.wav"
+    out = empty_out_dir(tmp_path) / "OUT.wav"
     # argparse takes the last occurrence of an option, so the extras override the defaults.
     line = assert_clean_failure(
         run_cli(*generate_args(tiny_models, out, *extra), cwd=tmp_path), out
@@ -193,13 +202,18 @@ def test_bad_parameters_fail_cleanly(
 
 @pytest.mark.parametrize(
     ("prompt", "fragment"),
-    [("", "prompt must be a non-empty string"), ("x" * 1001, "prompt is 1001 characters")],
-    ids=["empty", "too-long"],
+    [
+        ("", "prompt must be a non-empty string"),
+        ("x" * 1001, "prompt is 1001 characters"),
+        # argv bytes that are not UTF-8 reach Python as surrogates (issue 10, item 22)
+        (os.fsdecode(b"rain \xff"), "prompt is not valid text"),
+    ],
+    ids=["empty", "too-long", "not-utf-8"],
 )
 def test_bad_prompts_fail_cleanly(
     tiny_models: Path, tmp_path: Path, prompt: str, fragment: str
 ) -> None:
-    out = tmp_path / "out" / "OUT.wav"
+    out = empty_out_dir(tmp_path) / "OUT.wav"
     args = generate_args(tiny_models, out)
     args[1] = prompt
     line = assert_clean_failure(run_cli(*args, cwd=tmp_path), out)
@@ -207,7 +221,7 @@ def test_bad_prompts_fail_cleanly(
 
 
 def test_missing_models_directory_fails_cleanly(tmp_path: Path) -> None:
-    out = tmp_path / "out" / "OUT.wav"
+    out = empty_out_dir(tmp_path) / "OUT.wav"
     line = assert_clean_failure(
         run_cli(*generate_args(tmp_path / "no-models", out), cwd=tmp_path), out
     )
@@ -225,7 +239,103 @@ def test_damaged_denoiser_fails_cleanly(
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
     damage(models / "denoiser.onnx")
-    out = tmp_path / "out" / "OUT.wav"
+    out = empty_out_dir(tmp_path) / "OUT.wav"
     result = run_cli(*generate_args(models, out), cwd=tmp_path)
     assert fragment in assert_clean_failure(result, out)
     assert "could not be initialised" not in result.stderr  # a bad file is no provider failure
+
+
+# --------------------------------------------------------------------------------------------
+# The output path is checked before generating (issue 10, item 17)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_foreign_json_beside_the_output_is_never_replaced(
+    tiny_models: Path, tmp_path: Path
+) -> None:
+    package = tmp_path / "package.json"
+    package.write_text('{"name": "my-app", "version": "1.0.0"}\n')
+    before = package.read_bytes()
+    result = run_cli(*generate_args(tiny_models, tmp_path / "package.wav"), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "is not a lofi sidecar" in result.stderr and str(package) in result.stderr
+    assert package.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["package.json"]
+
+
+def test_a_lofi_sidecar_is_replaced_on_a_rerun(
+    wav_run: tuple[subprocess.CompletedProcess[str], Path], tiny_models: Path, tmp_path: Path
+) -> None:
+    first, out = wav_run
+    assert first.returncode == 0, first.stderr
+    again = tmp_path / out.name
+    shutil.copy(out, again)
+    shutil.copy(out.with_suffix(".json"), again.with_suffix(".json"))
+    result = run_cli(*generate_args(tiny_models, again, "--seed", "2"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(again.with_suffix(".json").read_text())["seed"] == 2
+
+
+@pytest.mark.parametrize("name", ["OUT.mp3", "model.onnx", "OUT", "OUT.wav.bak"])
+def test_an_unknown_output_extension_is_refused(
+    tiny_models: Path, tmp_path: Path, name: str
+) -> None:
+    out = empty_out_dir(tmp_path) / name
+    line = assert_clean_failure(run_cli(*generate_args(tiny_models, out), cwd=tmp_path), out)
+    assert ".wav, .flac, .ogg" in line and str(out) in line
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("OUT.FLAC", "FLAC"), ("OUT.ogg", "OGG")])
+def test_the_format_follows_a_known_extension(
+    tiny_models: Path, tmp_path: Path, name: str, fmt: str
+) -> None:
+    out = tmp_path / name
+    result = run_cli(*generate_args(tiny_models, out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sf.info(str(out)).format == fmt
+
+
+def test_an_output_that_is_a_folder_is_refused(tiny_models: Path, tmp_path: Path) -> None:
+    folder = empty_out_dir(tmp_path) / "song.wav"
+    folder.mkdir()
+    result = run_cli(*generate_args(tiny_models, folder), cwd=tmp_path)
+    assert result.returncode == 1 and "is a folder" in result.stderr
+    assert list(folder.parent.iterdir()) == [folder] and list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("parent", ["missing", "a-file"])
+def test_the_output_folder_must_exist(tiny_models: Path, tmp_path: Path, parent: str) -> None:
+    work = empty_out_dir(tmp_path)
+    if parent == "a-file":
+        (work / parent).write_text("x")
+    out = work / parent / "OUT.wav"
+    result = run_cli(*generate_args(tiny_models, out), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    what = "does not exist" if parent == "missing" else "is not a folder"
+    assert f"the folder {work / parent} {what}" in result.stderr
+    assert sorted(p.name for p in work.iterdir()) == ([] if parent == "missing" else [parent])
+
+
+def test_an_output_inside_the_models_folder_is_refused(tiny_models: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    before = {p.name: p.read_bytes() for p in models.iterdir() if p.suffix == ".json"}
+    out = models / "manifest.wav"
+    result = run_cli(*generate_args(models, out), cwd=tmp_path)
+    assert result.returncode == 1 and "inside the models folder" in result.stderr
+    assert not out.exists()
+    assert {p.name: p.read_bytes() for p in models.iterdir() if p.suffix == ".json"} == before
+
+
+def test_generate_help_documents_every_option(tmp_path: Path) -> None:
+    result = run_cli("generate", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "lofi-SEED.FORMAT in the current folder" in text  # where the file goes without -o
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    generate = sub.choices["generate"]
+    for action in generate._actions:
+        assert action.help, f"no help for {action.option_strings or action.dest}"
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            shown = f"(default: {action.default})"
+            assert shown in text, f"{action.option_strings[-1]}: {shown} missing"

@@ -19,7 +19,14 @@ from lofi_export import export_models as export_models_module
 from lofi_export.errors import ExportError
 from lofi_export.graphs import GRAPH_NAMES
 from lofi_export.onnx_writer import ExportedGraph
-from lofi_export.progress import JsonLines, done_event, error_event, graph_event, start_event
+from lofi_export.progress import (
+    JsonLines,
+    done_event,
+    error_event,
+    graph_event,
+    graph_start_event,
+    start_event,
+)
 
 ERROR_PREFIX = "lofi-export: error: "
 
@@ -44,11 +51,16 @@ def test_event_lines_are_exactly_the_contract() -> None:
     stream = io.StringIO()
     emit = JsonLines(stream)
     emit(start_event(6))
+    emit(graph_start_event("denoiser", "denoiser.onnx", 3, 6))
     emit(graph_event("denoiser", "denoiser.onnx", 3, 6))
     emit(done_event(Path("rel") / "models"))
     emit(error_event("missing_extra", "two\nlines"))
     assert stream.getvalue().splitlines(keepends=True) == [
         '{"event": "start", "total": 6}\n',
+        (
+            '{"event": "graph_start", "graph": "denoiser", "file": "denoiser.onnx", "index": 3, '
+            '"total": 6}\n'
+        ),
         '{"event": "graph", "graph": "denoiser", "file": "denoiser.onnx", "done": 3, "total": 6}\n',
         '{"event": "done", "models_dir": "' + os.path.abspath("rel/models") + '"}\n',
         '{"event": "error", "kind": "missing_extra", "message": "two\\nlines"}\n',
@@ -63,9 +75,20 @@ def test_json_progress_of_a_whole_export(tiny_checkpoint: Path, tmp_path: Path) 
     total = len(GRAPH_NAMES)
     assert total == 6
     assert events[0] == {"event": "start", "total": total}
+    # Each graph is announced when it starts (issue 10, item 13), then reported once written.
     assert events[1:-1] == [
-        {"event": "graph", "graph": name, "file": f"{name}.onnx", "done": i, "total": total}
+        event
         for i, name in enumerate(GRAPH_NAMES, start=1)
+        for event in (
+            {
+                "event": "graph_start",
+                "graph": name,
+                "file": f"{name}.onnx",
+                "index": i,
+                "total": total,
+            },
+            {"event": "graph", "graph": name, "file": f"{name}.onnx", "done": i, "total": total},
+        )
     ]
     assert events[-1] == {"event": "done", "models_dir": str(out)}
     assert Path(events[-1]["models_dir"]).is_absolute()
@@ -95,7 +118,7 @@ def test_json_progress_reports_a_missing_extra(
     assert code == 2
     assert captured.err.startswith(ERROR_PREFIX)
     message = captured.err.removeprefix(ERROR_PREFIX).rstrip("\n")
-    assert "missing: torch, onnxscript" in message and 'pip install "lofi-nvim[export]"' in message
+    assert "missing: torch, onnxscript" in message and 'pip install -e ".[export]"' in message
     assert _events(captured.out) == [
         {"event": "error", "kind": "missing_extra", "message": message}
     ]

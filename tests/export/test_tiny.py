@@ -260,5 +260,5 @@ def test_without_the_export_extra_prints_the_install_command(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "missing: torch, onnxscript" in captured.err
-    assert 'pip install "lofi-nvim[export]"' in captured.err
+    assert 'pip install torch==2.13.0 && pip install -e ".[export]"' in captured.err
     assert list(tmp_path.iterdir()) == []  # nothing was attempted

@@ -109,8 +109,8 @@ def flip_byte(path: Path) -> None:
 
 
 def leftovers(models: Path) -> set[str]:
-    """What the install left next to the model directory (besides it and its lock file)."""
-    return {p.name for p in models.parent.iterdir()} - {models.name, f".{models.name}.lock"}
+    """What the install left next to the model directory besides it (its lock file included)."""
+    return {p.name for p in models.parent.iterdir()} - {models.name}
 
 
 def assert_not_installed(models: Path) -> None:

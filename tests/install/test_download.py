@@ -24,10 +24,11 @@ from install.support import (
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.install.download import git_blob_id
+from lofi_daemon.install.download import download, git_blob_id
 from lofi_daemon.install.installer import InstallResult, run_install
 from lofi_daemon.install.options import REPO_ID, InstallOptions
 from lofi_daemon.install.plan import bytes_on_disk, plan_install
+from lofi_daemon.install.progress import Reporter
 from lofi_daemon.install.verify import verify_installation
 
 
@@ -81,7 +82,12 @@ def test_download_interrupted_then_resumed_installs(
     download = assert_monotonic(events, "download")
     assert download[0][2] == total and download[0][1] == partial
     export = assert_monotonic(events, "export")
-    assert export[-1][1] == 6 and [e[1] for e in export[1:-1]] == list(range(1, 7))
+    # Each graph is announced as it starts (issue 10, item 13): done counts the finished ones.
+    assert export[-1][1] == 6 and [e[1] for e in export[1:-1]] == list(range(6))
+    assert all(
+        e[4].startswith("exporting ") and e[4].endswith(f".onnx ({i}/6)")
+        for i, e in enumerate(export[1:-1], 1)
+    ), export
     assert_monotonic(events, "verify")
     assert 0 < result.downloaded_bytes == total - partial
 
@@ -134,3 +140,63 @@ def test_the_git_blob_id_is_the_one_git_computes(tmp_path: Path) -> None:
     path = tmp_path / "hello.txt"
     path.write_bytes(b"hello\n")
     assert git_blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
+
+
+# -- a hub that fails: one readable line and the offline route (issue 10, item 26) -------------
+
+
+def _assert_readable(error: LofiError, *, resumes: bool) -> None:
+    assert error.code == errors.MODEL_DOWNLOAD_FAILED
+    assert "\n" not in error.message and "\\" not in error.message
+    assert "Request ID" not in error.message and "Traceback" not in error.message
+    assert len(error.message) < 240, error.message
+    assert "--checkpoint DIR" in error.remedy and "checkpoint=DIR" in error.remedy
+    assert ("resumes where it stopped" in error.remedy) is resumes
+
+
+def test_an_unknown_repository_is_one_readable_line(
+    tiny_checkpoint: Path, tmp_path: Path, hf_home: Path
+) -> None:
+    with FakeHub(tiny_checkpoint, REPO_ID) as hub:
+        options = InstallOptions(
+            tmp_path / "ace-step", endpoint=hub.url, repo_id="someone/else", assume_yes=True
+        )
+        with pytest.raises(LofiError) as info:
+            run_install(options)
+    assert info.value.message == (
+        f"cannot read the file list of someone/else from {hub.url}: "
+        "the hub answered HTTP 404 (Repository Not Found)"
+    )
+    _assert_readable(info.value, resumes=False)
+
+
+def test_an_unreachable_hub_is_one_readable_line(tmp_path: Path, hf_home: Path) -> None:
+    # Nothing listens on this port.
+    options = InstallOptions(tmp_path / "ace-step", endpoint="http://127.0.0.1:9", assume_yes=True)
+    with pytest.raises(LofiError) as info:
+        run_install(options)
+    assert info.value.message.endswith("the hub cannot be reached (Connection refused)")
+    _assert_readable(info.value, resumes=False)
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["nothing-yet", "partly-downloaded"])
+def test_a_failed_download_promises_a_resume_only_with_bytes_on_disk(
+    tiny_checkpoint: Path, tmp_path: Path, hf_home: Path, partial: bool
+) -> None:
+    models = tmp_path / "ace-step"
+    with FakeHub(tiny_checkpoint, REPO_ID) as hub:
+        plan = plan_install(InstallOptions(models, endpoint=hub.url))
+    # The hub is gone now: the download child fails.
+    options = InstallOptions(models, endpoint="http://127.0.0.1:9")
+    if partial:
+        folder = options.download_dir / ".cache" / "huggingface" / "download"
+        folder.mkdir(parents=True)
+        (folder / "abc.incomplete").write_bytes(b"x" * 1000)
+    with pytest.raises(LofiError) as info:
+        download(plan, options, Reporter(None), threading.Event(), None)
+    # huggingface_hub may give up quietly when part of the folder exists: then the file check
+    # reports the missing files; either way the message is one line with the offline route.
+    assert info.value.message.startswith(
+        (f"cannot download {REPO_ID} from http://127.0.0.1:9: ", "the download is incomplete: ")
+    )
+    _assert_readable(info.value, resumes=partial)

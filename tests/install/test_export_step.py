@@ -204,6 +204,41 @@ def test_the_start_event_sets_the_number_of_graphs(scripted: Scripted) -> None:
     assert export[1][4] == "exported a.onnx (1/2)" and export[-1][3] == 100.0
 
 
+def test_the_message_names_the_graph_being_exported_now(scripted: Scripted) -> None:
+    """Issue 10, item 13: "exported condition_encoder.onnx (2/6)" stayed up while the denoiser
+    exported for a minute; the message now says what is running."""
+    body = f"""
+    emit(event="start", total=6)
+    for index, graph in enumerate({GRAPHS!r}, 1):
+        emit(event="graph_start", graph=graph, file=graph + ".onnx", index=index, total=6)
+        emit(event="graph", graph=graph, file=graph + ".onnx", done=index, total=6)
+    write_models()
+    emit(event="done", models_dir=str(out))
+    """
+    scripted.run(body)
+    export = assert_monotonic(scripted.events, "export")
+    running = [(e[1], e[4]) for e in export if e[4].startswith("exporting ") and "(" in e[4]]
+    assert running == [
+        (index - 1, f"exporting {graph}.onnx ({index}/6)") for index, graph in enumerate(GRAPHS, 1)
+    ]
+    assert not any(e[4].startswith("exported ") and "/" in e[4] for e in export)
+    assert export[-1][4] == "exported 6 graphs"
+
+
+def test_a_graph_start_line_is_parsed() -> None:
+    line = json.dumps(
+        {
+            "event": "graph_start",
+            "graph": "denoiser",
+            "file": "denoiser.onnx",
+            "index": 3,
+            "total": 6,
+        }
+    )
+    expected = ExportEvent("graph_start", graph="denoiser", file="denoiser.onnx", index=3, total=6)
+    assert parse_event(line) == expected
+
+
 def test_an_error_event_is_the_failure_message(scripted: Scripted) -> None:
     body = """
     emit(event="start", total=6)

@@ -55,7 +55,8 @@ def test_a_failure_is_a_json_answer(tiny_checkpoint: Path, tmp_path: Path) -> No
     with FakeHub(tiny_checkpoint, REPO_ID) as hub:
         code, answer = hub_child("probe", "someone/else", endpoint=hub.url, home=tmp_path)
     assert code == 1 and answer["ok"] is False
-    assert "RepositoryNotFound" in answer["error"]
+    # One readable line: no exception class, request id or advice (issue 10, item 26).
+    assert answer["error"] == "the hub answered HTTP 404 (Repository Not Found)"
 
 
 def test_download_fetches_the_needed_files(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ swap the exporter for the fake one of ``install.support``.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -143,3 +145,57 @@ def test_the_runtime_imports_neither_torch_nor_huggingface_hub_nor_the_exporter(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_same_checkpoint_is_not_exported_again(
+    tiny_checkpoint: Path, tmp_path: Path, fake_exporter: FakeExporter
+) -> None:
+    """Issue 10, item 25: a rerun from the same checkpoint re-exported everything."""
+    models = tmp_path / "models" / "ace-step"
+    first = run_install(
+        InstallOptions(models, checkpoint=tiny_checkpoint, exporter=fake_exporter("ok"))
+    )
+    # The failing exporter proves that nothing is exported when the checkpoint is the same.
+    again = InstallOptions(models, checkpoint=tiny_checkpoint, exporter=fake_exporter("fail"))
+    result = run_install(again)
+    assert result.already_installed and result.model_version == first.model_version
+    with pytest.raises(LofiError, match="No space left"):  # --force exports again
+        run_install(
+            InstallOptions(
+                models, checkpoint=tiny_checkpoint, force=True, exporter=fake_exporter("fail")
+            )
+        )
+    verify_installation(models)  # and a failed re-export leaves the installation alone
+
+
+def test_a_changed_checkpoint_is_exported(
+    tiny_checkpoint: Path, tmp_path: Path, fake_exporter: FakeExporter
+) -> None:
+    models = tmp_path / "models" / "ace-step"
+    run_install(InstallOptions(models, checkpoint=tiny_checkpoint, exporter=fake_exporter("ok")))
+    changed = tmp_path / "changed"
+    shutil.copytree(tiny_checkpoint, changed)
+    flip_byte(changed / "music_vocoder" / "diffusion_pytorch_model.safetensors")  # same size
+    options = InstallOptions(models, checkpoint=changed, exporter=fake_exporter("ok"))
+    result = run_install(options)
+    assert not result.already_installed
+    recorded = verify_installation(models).raw["source"]["files"]
+    vocoder = recorded["music_vocoder/diffusion_pytorch_model.safetensors"]["sha256"]
+    assert (
+        vocoder
+        == hashlib.sha256(
+            (changed / "music_vocoder" / "diffusion_pytorch_model.safetensors").read_bytes()
+        ).hexdigest()
+    )
+
+
+def test_the_cli_says_the_checkpoint_is_already_installed(
+    tiny_checkpoint: Path, tmp_path: Path, fake_exporter: FakeExporter
+) -> None:
+    models = tmp_path / "models" / "ace-step"
+    run_install(InstallOptions(models, checkpoint=tiny_checkpoint, exporter=fake_exporter("ok")))
+    result = run_cli("setup", "ace-step", "--checkpoint", tiny_checkpoint, "--models", models)
+    assert result.returncode == 0, result.stderr
+    assert "already installed from this checkpoint" in result.stderr
+    assert "[export]" not in result.stderr
+    assert result.stdout == f"{models}\n"

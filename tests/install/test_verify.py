@@ -22,7 +22,10 @@ def test_checksum_mismatch_is_reported_and_keeps_the_previous_install(
 ) -> None:
     models = copy_install(installed, tmp_path)
     before = (models / "manifest.json").read_bytes()
-    options = InstallOptions(models, checkpoint=tiny_checkpoint, exporter=fake_exporter("corrupt"))
+    # force: the same checkpoint is otherwise not exported again (issue 10, item 25)
+    options = InstallOptions(
+        models, checkpoint=tiny_checkpoint, force=True, exporter=fake_exporter("corrupt")
+    )
     with pytest.raises(LofiError) as info:
         run_install(options)
     assert info.value.code == errors.MODEL_LOAD_FAILED

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import shutil
 import threading
@@ -649,3 +650,51 @@ def test_damaged_model_file_gives_model_load_failed(
         assert fragment in info.value.message
     assert "setup" in info.value.remedy
     assert files_under(out_dir) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The status follows the disk (issue 10, item 24)
+# ---------------------------------------------------------------------------------------------
+
+
+def _edit_manifest(models: Path, **fields: Any) -> None:
+    path = models / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest.update(fields)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("damage", "state", "code"),
+    [
+        (lambda m: shutil.rmtree(m), "not_installed", errors.MODEL_NOT_FOUND),
+        (lambda m: (m / "manifest.json").unlink(), "not_installed", errors.MODEL_NOT_FOUND),
+        (lambda m: truncate(m / "vocoder.onnx"), "error", errors.MODEL_LOAD_FAILED),
+        (lambda m: (m / "tokenizer.json").unlink(), "not_installed", errors.MODEL_NOT_FOUND),
+        (lambda m: _edit_manifest(m, defaults=[]), "error", errors.MODEL_LOAD_FAILED),
+    ],
+    ids=["folder-deleted", "manifest-deleted", "graph-truncated", "file-deleted", "wrong-types"],
+)
+def test_status_follows_the_model_files_on_disk(
+    tiny_models: Path,
+    tmp_path: Path,
+    damage: Callable[[Path], None],
+    state: str,
+    code: int,
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    engine = Engine(models, provider="cpu")
+    assert engine.status()["status"] == "ready"
+    damage(models)
+    status = engine.status()
+    assert status["status"] == state, status
+    assert "setup" in status["remedy"]
+    with pytest.raises(LofiError) as info:
+        generate(engine, tmp_path / "t.wav", infer_steps=1)
+    assert info.value.code == code
+    assert not (tmp_path / "t.wav").exists()
+    # Repaired on disk: ready again without a restart.
+    shutil.rmtree(models, ignore_errors=True)
+    shutil.copytree(tiny_models, models)
+    assert engine.status()["status"] == "ready"
