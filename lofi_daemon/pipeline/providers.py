@@ -4,6 +4,9 @@
 reports CUDA even where the CUDA 13 / cuDNN 9 libraries are missing; the session then silently
 comes up on CPU. We compare the providers a session actually got with the ones we asked for and
 warn once, in our own words, instead of letting onnxruntime's C++ log reach the user.
+
+What the daemon *reports* (``backends.list``) is only what works: :func:`working_providers`
+probes each candidate once per process with a session on a tiny in-memory graph.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import importlib.util
 import io
 import logging
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import onnxruntime as ort
@@ -159,3 +163,91 @@ def create_session(
         )
     log.debug("%s: running on %s", path.name, ", ".join(got))
     return session
+
+
+# -- probing which providers work ----------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes | int) -> bytes:
+    """One protobuf field: an integer (varint) or bytes (length-delimited)."""
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _float_vector_info(name: str) -> bytes:
+    """ValueInfoProto: ``name``, a float tensor of shape [1]."""
+    shape = _field(1, _field(1, 1))  # TensorShapeProto.dim { dim_value: 1 }
+    tensor = _field(1, 1) + _field(2, shape)  # Tensor { elem_type: FLOAT, shape }
+    return _field(1, name.encode()) + _field(2, _field(1, tensor))  # name, TypeProto.tensor_type
+
+
+@functools.cache
+def probe_model() -> bytes:
+    """A serialized ONNX model with one Identity node (y = x, float[1]), built without ``onnx``
+    (the runtime does not depend on it): ir_version 7, default opset 13."""
+    node = _field(1, b"x") + _field(2, b"y") + _field(4, b"Identity")
+    graph = (
+        _field(1, node)
+        + _field(2, b"lofi-probe")
+        + _field(11, _float_vector_info("x"))
+        + _field(12, _float_vector_info("y"))
+    )
+    opset = _field(1, b"") + _field(2, 13)
+    return _field(1, 7) + _field(8, opset) + _field(7, graph)
+
+
+@functools.cache
+def _provider_works(name: str) -> bool:
+    """Whether a session asked for ``name`` (then CPU) really gets ``name`` (once per process).
+
+    onnxruntime prints provider failures to stdout and stderr and warns through ``warnings``;
+    stdout is the daemon's protocol channel, so all of it is captured and only logged.
+    """
+    if name == CPU:
+        return True
+    if name == "CUDAExecutionProvider":
+        preload_cuda_libraries()
+    ort.set_default_logger_severity(4)
+    captured = io.StringIO()
+    with (
+        contextlib.redirect_stdout(captured),
+        contextlib.redirect_stderr(captured),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        try:
+            session = ort.InferenceSession(
+                probe_model(), sess_options=session_options(1), providers=[name, CPU]
+            )
+            works = name in session.get_providers()
+        except Exception as exc:  # noqa: BLE001 - any failure means the provider does not work
+            log.debug("probe of %s failed: %s", name, errors.first_line(exc, 200))
+            works = False
+    if captured.getvalue().strip():
+        log.debug("probe of %s: %s", name, captured.getvalue().strip()[:500])
+    log.info("execution provider %s %s", name, "works" if works else "does not work here")
+    return works
+
+
+def working_providers(candidates: Iterable[str] | None = None) -> list[str]:
+    """The ``candidates`` (default: what ``auto`` may use) that really run here, in order.
+
+    ``ort.get_available_providers()`` lists what the build contains (onnxruntime-gpu lists CUDA
+    on a machine without a GPU); each candidate is probed once per process instead.
+    """
+    if candidates is None:
+        available = ort.get_available_providers()
+        candidates = [*(p for p in AUTO_ORDER if p in available), CPU]
+    return [name for name in candidates if _provider_works(name)]

@@ -260,6 +260,9 @@ class Handlers:
     def backends_list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         check_params(params, (), "backends.list")
         state = self._engine_status()
+        # Imported here: the probe loads onnxruntime, which `serve` must not load at start.
+        from lofi_daemon.pipeline.providers import working_providers
+
         return [
             {
                 "name": BACKEND,
@@ -269,7 +272,10 @@ class Handlers:
                 "max_duration_sec": MAX_DURATION_SEC,
                 "sample_rate": SAMPLE_RATE,
                 "model_version": state.get("model_version"),
-                "providers": list(state.get("providers") or []),
+                "models_dir": self._models_dir(),
+                # Only providers that really run: the engine lists the requested ones until a
+                # session has run, and onnxruntime-gpu requests CUDA on machines without a GPU.
+                "providers": working_providers(state.get("providers") or []),
             }
         ]
 
@@ -304,6 +310,11 @@ class Handlers:
             log.exception("engine status failed")
             return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
         return state if isinstance(state, dict) else {"status": "error", "message": "bad status"}
+
+    def _models_dir(self) -> str | None:
+        """The folder the engine reads its models from (shown by the plugin's `:Lofi status`)."""
+        models_dir = getattr(self.engine, "models_dir", None)
+        return str(models_dir) if models_dir is not None else None
 
     def _require_ready(self) -> str:
         """The model version, or the error that explains why no generation can run."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 
@@ -141,3 +144,46 @@ def test_corrupt_model_under_a_gpu_provider_is_not_blamed_on_the_provider(
     assert info.value.code == errors.MODEL_LOAD_FAILED
     assert "cannot load text_encoder.onnx" in info.value.message
     assert provider_warnings(caplog) == []
+
+
+def test_probe_model_runs_on_cpu() -> None:
+    # The hand-encoded ONNX bytes are a valid model: y = x.
+    session = ort.InferenceSession(providers.probe_model(), providers=[CPU])
+    [out] = session.run(None, {"x": np.array([2.5], dtype=np.float32)})
+    assert out.tolist() == [2.5]
+
+
+def test_working_providers_reports_only_providers_that_run(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # This machine has no GPU (onnxruntime-gpu lists CUDA anyway): the probe drops CUDA.
+    probe = ort.InferenceSession(providers.probe_model(), providers=[CUDA, CPU])
+    if CUDA in probe.get_providers():
+        pytest.skip("CUDA is usable on this machine")
+    capfd.readouterr()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(
+        providers, "_provider_works", functools.cache(providers._provider_works.__wrapped__)
+    )
+    assert providers.working_providers() == [CPU]
+    assert providers.working_providers([CUDA, "TensorrtExecutionProvider", CPU]) == [CPU]
+    assert providers.working_providers([]) == []
+    out, _ = capfd.readouterr()
+    assert out == "", "the probe must keep onnxruntime's messages off stdout (the protocol channel)"
+
+
+def test_working_providers_probes_each_provider_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[list[str]] = []
+    real = ort.InferenceSession
+
+    def counting(*args: Any, **kwargs: Any) -> ort.InferenceSession:
+        created.append(list(kwargs["providers"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", counting)
+    monkeypatch.setattr(
+        providers, "_provider_works", functools.cache(providers._provider_works.__wrapped__)
+    )
+    for _ in range(3):
+        providers.working_providers([CUDA, CPU])
+    assert created == [[CUDA, CPU]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -254,8 +255,19 @@ def test_backends_list(make_daemon: MakeDaemon) -> None:
         "max_duration_sec": 240.0,
         "sample_rate": 48000,
         "model_version": "fake-ace-step-1",
+        "models_dir": None,
         "providers": ["CPUExecutionProvider"],
     }
+
+
+def test_backends_list_names_the_models_dir(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    # The plugin's `:Lofi status` shows where the daemon reads its models from.
+    @dataclass
+    class EngineWithDir(FakeEngine):
+        models_dir: Path = tmp_path / "models"
+
+    [backend] = make_daemon(EngineWithDir()).client.result("backends.list")
+    assert backend["models_dir"] == str(tmp_path / "models")
 
 
 @pytest.mark.parametrize("state", ["ready", "not_installed", "error"])
@@ -334,3 +346,13 @@ def test_eviction_deletes_files(make_daemon: MakeDaemon) -> None:
     client.terminal(second)
     assert not path.exists()
     assert [t["track_id"] for t in client.result("tracks.list")["tracks"]] == [second]
+
+
+def test_backends_list_reports_only_providers_that_work(make_daemon: MakeDaemon) -> None:
+    # Before its first session the engine lists the providers it will ask for; onnxruntime-gpu
+    # asks for CUDA on a machine without a GPU (like this one), where CUDA does not run.
+    engine = FakeEngine()
+    state = {**engine.status(), "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+    engine.status = lambda: state  # type: ignore[method-assign]
+    [backend] = make_daemon(engine).client.result("backends.list")
+    assert backend["providers"] == ["CPUExecutionProvider"]
