@@ -7,6 +7,7 @@
 local config = require("lofi.config")
 local errors = require("lofi.errors")
 local log = require("lofi.log")
+local paths = require("lofi.paths")
 local process = require("lofi.process")
 
 local uv = vim.uv
@@ -90,13 +91,13 @@ function M.command(cfg)
   end
   table.insert(argv, "serve")
   if d.models_dir then
-    vim.list_extend(argv, { "--models", vim.fn.expand(d.models_dir) })
+    vim.list_extend(argv, { "--models", paths.expand(d.models_dir) })
   end
   if d.cache_dir then
-    vim.list_extend(argv, { "--cache-dir", vim.fn.expand(d.cache_dir) })
+    vim.list_extend(argv, { "--cache-dir", paths.expand(d.cache_dir) })
   end
   if d.log_file ~= false then
-    vim.list_extend(argv, { "--log-file", vim.fn.expand(d.log_file or log.daemon_path()) })
+    vim.list_extend(argv, { "--log-file", paths.expand(d.log_file or log.daemon_path()) })
   end
   return vim.list_extend(argv, d.args or {}), nil
 end
@@ -215,7 +216,7 @@ local function spawn(cfg)
     stopping = false,
     exited = false,
     stderr_tail = "",
-    log_path = type(cfg.daemon.log_file) == "string" and vim.fn.expand(cfg.daemon.log_file)
+    log_path = type(cfg.daemon.log_file) == "string" and paths.expand(cfg.daemon.log_file)
       or log.daemon_path(),
     rotate_log = cfg.daemon.log_file == false,
     on_done = {},

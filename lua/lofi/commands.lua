@@ -1,65 +1,15 @@
 --- The `:Lofi` command: subcommands, argument parsing and completion.
 local config = require("lofi.config")
 local errors = require("lofi.errors")
+local generate_args = require("lofi.generate_args")
 local user = require("lofi.user")
 
 local M = {}
 
 local notify, notify_error = user.notify, user.notify_error
 
---- `key=value` arguments of `:Lofi generate` and how to read their values.
----@type table<string, {option: string, parse: fun(text: string): any}>
-local generate_keys = {
-  duration = { option = "duration", parse = tonumber },
-  seed = { option = "seed", parse = tonumber },
-  steps = { option = "steps", parse = tonumber },
-  scheduler = {
-    option = "scheduler",
-    parse = function(text)
-      return text
-    end,
-  },
-  format = {
-    option = "format",
-    parse = function(text)
-      return text
-    end,
-  },
-}
-
--- Completion of `key=value` arguments whose values the option schema lists.
-local value_choices = {
-  scheduler = config.choices("generate", "scheduler"),
-  format = config.choices("generate", "format"),
-}
-
---- Split `:Lofi generate` arguments into options: known `key=value` words become options,
---- the other words form the prompt.
----@param args string[]
----@return lofi.GenerateOpts? opts
----@return string? err
-function M.parse_generate(args)
-  local opts, words = {}, {}
-  for _, arg in ipairs(args) do
-    local key, value = arg:match("^(%w+)=(.*)$")
-    local spec = key and generate_keys[key]
-    if spec then
-      local parsed = spec.parse(value)
-      if value == "" then
-        return nil, string.format("`%s=` needs a value", key)
-      elseif parsed == nil then
-        return nil, string.format("`%s` must be a number, got %q", key, value)
-      end
-      opts[spec.option] = parsed
-    else
-      words[#words + 1] = arg
-    end
-  end
-  if #words > 0 then
-    opts.prompt = table.concat(words, " ")
-  end
-  return opts, nil
-end
+--- Split `:Lofi generate` arguments into options and the prompt (see `lofi.generate_args`).
+M.parse_generate = generate_args.parse
 
 --- `:Lofi setup` arguments: the backend, `checkpoint=DIR`, and the flags `force` and `yes`.
 ---@param args string[]
@@ -108,42 +58,6 @@ local function format_track(track)
   )
 end
 
-local function show_status()
-  local lofi = require("lofi")
-  local lines = {}
-  local pid = require("lofi.client").pid()
-  lines[#lines + 1] = pid and string.format("daemon: running (pid %d)", pid)
-    or "daemon: not running (starts on first use)"
-  local active = lofi.active()
-  if #active == 0 then
-    lines[#lines + 1] = "generating: nothing"
-  end
-  for _, gen in ipairs(active) do
-    local detail = gen.status
-    if gen.status == "running" then
-      detail = string.format("%d%%", math.floor((gen.percent or 0) + 0.5))
-      if gen.phase then
-        local steps = string.format("%s/%s", gen.step or "?", gen.total_steps or "?")
-        detail = string.format("%s %s %s", detail, gen.phase, steps)
-      end
-    end
-    lines[#lines + 1] = string.format("generating: %s [%s]", gen.prompt, detail)
-  end
-  local playing = require("lofi.player").current()
-  if playing then
-    lines[#lines + 1] = string.format(
-      "%s: %s (pid %d)",
-      playing.paused and "paused" or "playing",
-      playing.track.prompt or playing.track.path,
-      playing.pid
-    )
-  else
-    lines[#lines + 1] = "playing: nothing"
-  end
-  lines[#lines + 1] = "backend: " .. config.get().generate.backend
-  notify(table.concat(lines, "\n"))
-end
-
 ---@class lofi.Subcommand
 ---@field run fun(args: string[], info: table)
 ---@field complete? fun(arglead: string, args: string[]): string[]
@@ -161,24 +75,19 @@ M.subcommands = {
       end
       require("lofi").generate(opts)
     end,
-    complete = function(arglead)
-      local key = arglead:match("^(%w+)=")
-      if key and value_choices[key] then
-        return vim.tbl_map(function(value)
-          return key .. "=" .. value
-        end, value_choices[key])
-      end
-      local keys = vim.tbl_map(function(name)
-        return name .. "="
-      end, vim.tbl_keys(generate_keys))
-      table.sort(keys)
-      return keys
-    end,
+    complete = generate_args.complete,
   },
   play = {
-    usage = "play [track id or file]",
+    usage = "play [track id, prompt or file]",
     run = function(args)
-      require("lofi").play(args[1])
+      -- A prompt is one escaped argument ("rainy\ night") or several words.
+      require("lofi").play(#args > 0 and table.concat(args, " ") or nil)
+    end,
+    complete = function(_, args)
+      if #args > 1 then
+        return {}
+      end
+      return require("lofi.track_complete").candidates()
     end,
   },
   stop = {
@@ -222,7 +131,9 @@ M.subcommands = {
   },
   status = {
     usage = "status",
-    run = show_status,
+    run = function()
+      require("lofi.status_report").show(notify)
+    end,
   },
   tracks = {
     usage = "tracks",
@@ -342,7 +253,7 @@ M.subcommands = {
         open_log(log.path())
       elseif args[1] == nil or args[1] == "daemon" then
         local file = config.get().daemon.log_file
-        open_log(type(file) == "string" and vim.fn.expand(file) or log.daemon_path())
+        open_log(type(file) == "string" and require("lofi.paths").expand(file) or log.daemon_path())
       else
         notify("usage: :Lofi log [daemon|plugin]", vim.log.levels.ERROR)
       end

@@ -111,12 +111,28 @@ function M.new(code, message, extra)
   return setmetatable(err, error_mt)
 end
 
+--- A daemon remedy as it applies inside Neovim: the daemon's command-line flags become the
+--- `setup()` options that set them (`--models DIR` is `daemon.models_dir`).
+---@param remedy any
+---@return string?
+function M.editor_remedy(remedy)
+  if type(remedy) ~= "string" then
+    return nil
+  end
+  local text = remedy:gsub("pass %-%-models DIR", "set daemon.models_dir in setup()")
+  text = text:gsub("%-%-models DIR", "daemon.models_dir"):gsub("%-%-models", "daemon.models_dir")
+  text =
+    text:gsub("%-%-cache%-dir DIR", "daemon.cache_dir"):gsub("%-%-cache%-dir", "daemon.cache_dir")
+  return text
+end
+
 --- Turn a JSON-RPC `error` member into an error table.
 ---@param raw {code: integer, message: string, data?: table}
 ---@return lofi.Error
 function M.from_response(raw)
   local data = type(raw.data) == "table" and raw.data or {}
-  local err = M.new(raw.code, raw.message or "unknown error", { remedy = data.remedy, data = data })
+  local remedy = M.editor_remedy(data.remedy)
+  local err = M.new(raw.code, raw.message or "unknown error", { remedy = remedy, data = data })
   if type(data.name) == "string" then
     err.name = data.name
   end
@@ -128,7 +144,7 @@ end
 ---@return lofi.Error
 function M.from_notification(params)
   local err = M.new(params.code, params.message or "generation failed", {
-    remedy = params.remedy,
+    remedy = M.editor_remedy(params.remedy),
     track_id = params.track_id,
   })
   if type(params.name) == "string" then

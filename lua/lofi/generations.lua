@@ -5,9 +5,13 @@
 local config = require("lofi.config")
 local errors = require("lofi.errors")
 local events = require("lofi.events")
+local generate_params = require("lofi.generate_params")
+local log = require("lofi.log")
 local player = require("lofi.player")
 local progress = require("lofi.progress")
+local redraw = require("lofi.redraw")
 local rpc = require("lofi.rpc")
+local text = require("lofi.text")
 local user = require("lofi.user")
 
 local M = {}
@@ -39,19 +43,6 @@ local state = {
   order = {},
   ---@type lofi.Track?
   last_track = nil,
-}
-
--- The daemon parameter each generate() option becomes.
-local param_names = {
-  prompt = "prompt",
-  duration = "duration_sec",
-  seed = "seed",
-  steps = "infer_steps",
-  scheduler = "scheduler",
-  guidance_scale = "guidance_scale",
-  format = "format",
-  priority = "priority",
-  backend = "backend",
 }
 
 --- Run a waiter's callback once; an error nobody handles is shown to the user.
@@ -94,12 +85,14 @@ end
 
 --- Show the current generation in the progress window, or close it when there is none.
 function M.refresh_progress()
+  redraw.statusline()
   local gen, queued = M.current()
   if not gen then
     progress.close()
     return
   end
-  progress.update({
+  -- The window is a view: a failure to draw it is logged, never lets the state go stale.
+  local ok, err = pcall(progress.update, {
     prompt = gen.prompt,
     status = gen.status == "running" and "running" or "queued",
     percent = gen.percent,
@@ -110,6 +103,10 @@ function M.refresh_progress()
     position = gen.position,
     queued = queued,
   })
+  if not ok then
+    log.error("the progress window failed: %s", err)
+    pcall(progress.close)
+  end
 end
 
 ---@param track_id string
@@ -128,6 +125,7 @@ end
 
 ---@param gen lofi.Generation?
 ---@param track lofi.Track
+---@return string? not_played why a wanted track was not played (for the "ready" message)
 local function maybe_autoplay(gen, track)
   local wanted = config.get().player.autoplay
   if gen then
@@ -139,12 +137,9 @@ local function maybe_autoplay(gen, track)
     end
   end
   if not wanted then
-    return
+    return nil
   end
-  local _, err = player.play(track)
-  if err then
-    user.notify_error(err, vim.log.levels.WARN)
-  end
+  return player.autoplay(track)
 end
 
 --- Handlers of the daemon's `generation_*` notifications, by method (`lofi.routing` calls
@@ -176,13 +171,17 @@ M.handlers = {
     ---@type lofi.Track
     local track = params
     state.last_track = track
-    events.emit("generation_complete", track)
-    M.refresh_progress()
-    if config.get().notify then
-      local name = track.prompt or track.track_id
-      user.notify(string.format("ready: %s (%.0f s)", name, track.duration_sec or 0))
-    end
-    maybe_autoplay(gen, track)
+    user.protect("generation_complete", function()
+      events.emit("generation_complete", track)
+      M.refresh_progress()
+      local not_played = maybe_autoplay(gen, track)
+      if config.get().notify then
+        local level = not_played and vim.log.levels.WARN or nil
+        user.notify(text.ready_message(track) .. player.ready_suffix(track, not_played), level)
+      elseif not_played then
+        user.notify(not_played, vim.log.levels.WARN)
+      end
+    end)
     for _, waiter in ipairs(gen and gen.waiters or {}) do
       finish(waiter, nil, track)
     end
@@ -190,19 +189,23 @@ M.handlers = {
   generation_error = function(params)
     local gen = remove(params.track_id)
     local err = errors.from_notification(params)
-    events.emit("generation_error", params)
-    M.refresh_progress()
+    user.protect("generation_error", function()
+      events.emit("generation_error", params)
+      M.refresh_progress()
+    end)
     for _, waiter in ipairs(gen and gen.waiters or {}) do
       finish(waiter, err, nil)
     end
   end,
   generation_cancelled = function(params)
     local gen = remove(params.track_id)
-    events.emit("generation_cancelled", params)
-    M.refresh_progress()
-    if config.get().notify then
-      user.notify("cancelled: " .. (gen and gen.prompt or params.track_id))
-    end
+    user.protect("generation_cancelled", function()
+      events.emit("generation_cancelled", params)
+      M.refresh_progress()
+      if config.get().notify then
+        user.notify("cancelled: " .. (gen and gen.prompt or params.track_id))
+      end
+    end)
     local err = errors.new(
       errors.daemon.GENERATION_CANCELLED,
       "the generation was cancelled",
@@ -242,40 +245,8 @@ function M.fail_all(reason)
   return #ids
 end
 
---- Check generate() options (against the `generate` schema in `lofi.config`) and turn them
---- into daemon parameters, unset ones taken from the `generate` defaults.
----@param opts lofi.GenerateOpts|string
----@return table? params
----@return lofi.Error? err INVALID_OPTION naming the option
-function M.params(opts)
-  if type(opts) == "string" then
-    opts = { prompt = opts }
-  end
-  if type(opts) ~= "table" then
-    return nil,
-      errors.new(
-        errors.client.INVALID_OPTION,
-        "generate() takes a prompt or a table of options, got " .. type(opts)
-      )
-  end
-  local problem = config.check_generate(opts)
-  if problem then
-    return nil, errors.new(errors.client.INVALID_OPTION, problem)
-  end
-  local defaults = config.get().generate
-  local params = {}
-  for name, key in pairs(param_names) do
-    local value = opts[name]
-    if value == nil then
-      value = defaults[name]
-    end
-    params[key] = value
-  end
-  if vim.trim(params.prompt) == "" then
-    return nil, errors.new(errors.client.INVALID_OPTION, "`prompt` must not be empty")
-  end
-  return params, nil
-end
+--- Check generate() options and turn them into daemon parameters (`lofi.generate_params`).
+M.params = generate_params.build
 
 --- Start a generation (see `lofi.generate()`); `cb` runs exactly once.
 ---@param opts lofi.GenerateOpts|string
@@ -301,15 +272,18 @@ function M.generate(opts, cb)
     waiters = { waiter },
     cancel_requested = false,
   }
-  table.insert(state.requesting, gen)
-  M.refresh_progress()
-  rpc.request("generate", params, function(req_err, result)
+  local function unlist()
     for i, g in ipairs(state.requesting) do
       if g == gen then
         table.remove(state.requesting, i)
         break
       end
     end
+  end
+  table.insert(state.requesting, gen)
+  M.refresh_progress()
+  local sent, send_err = pcall(rpc.request, "generate", params, function(req_err, result)
+    unlist()
     if req_err or type(result) ~= "table" or type(result.track_id) ~= "string" then
       M.refresh_progress()
       finish(waiter, req_err or errors.new(errors.daemon.INTERNAL_ERROR, "bad generate reply"))
@@ -332,6 +306,16 @@ function M.generate(opts, cb)
       M.cancel(track_id)
     end
   end)
+  if not sent then
+    -- Nothing may stay "requesting" for a request that never left: fail it, recover.
+    log.error("generate request failed: %s", send_err)
+    unlist()
+    M.refresh_progress()
+    local failure = "the generate request could not be sent: " .. tostring(send_err)
+    vim.schedule(function()
+      finish(waiter, errors.new(errors.daemon.INTERNAL_ERROR, failure), nil)
+    end)
+  end
 end
 
 --- Cancel a generation (see `lofi.cancel()`).

@@ -3,6 +3,27 @@ local M = {}
 
 local health = vim.health
 
+--- The install command run in the plugin folder (the lazy.nvim `build` step of the README and
+--- `:help lofi-install`; tests/test_docs.py checks that the three agree).
+M.BUILD = "python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 "
+  .. "&& .venv/bin/pip install -e '.[export]'"
+
+--- What to do when no audio player is installed: the install commands, by system.
+---@return string[]
+function M.player_advice()
+  local advice = {}
+  if vim.fn.has("mac") == 1 then
+    advice[#advice + 1] = "Install mpv: brew install mpv (or use afplay, which macOS includes)."
+  else
+    advice[#advice + 1] = "Install mpv: sudo apt install mpv (Debian, Ubuntu), sudo dnf install "
+      .. "mpv (Fedora), sudo pacman -S mpv (Arch), brew install mpv (macOS)."
+    advice[#advice + 1] = "Or ffmpeg's ffplay (sudo apt install ffmpeg), PipeWire's pw-play, "
+      .. "PulseAudio's paplay or ALSA's aplay (sudo apt install alsa-utils)."
+  end
+  advice[#advice + 1] = "Or set player.cmd in setup() (see :help lofi-config-player.cmd)."
+  return advice
+end
+
 local function check_neovim()
   health.start("lofi.nvim: Neovim")
   local version = tostring(vim.version())
@@ -22,8 +43,7 @@ local function check_daemon(cfg)
   local argv, err = client.command(cfg)
   if not argv then
     health.error(err and err.message or "no daemon command", {
-      "Install the daemon in the plugin folder: "
-        .. "python3 -m venv .venv && .venv/bin/pip install -e .",
+      "Install the daemon in the plugin folder (the build step of :help lofi-install): " .. M.BUILD,
       "or put `lofi-daemon` on PATH, or set daemon.cmd in setup() (see :help lofi-config).",
     })
     return false
@@ -112,9 +132,12 @@ local function check_player(cfg)
     local names = vim.tbl_map(function(s)
       return s.name
     end, player.known)
-    health.warn("no audio player found (tried " .. table.concat(names, ", ") .. ")", {
-      "Install mpv (recommended) or ffmpeg's ffplay, or set player.cmd in setup().",
-    })
+    health.warn(
+      "no audio player found (tried "
+        .. table.concat(names, ", ")
+        .. "): finished tracks are kept but not played",
+      M.player_advice()
+    )
   end
 end
 
@@ -123,7 +146,8 @@ local function check_logs()
   health.start("lofi.nvim: logs")
   health.info("plugin log: " .. log.path() .. " (:Lofi log plugin)")
   local file = require("lofi.config").get().daemon.log_file
-  local daemon_log = type(file) == "string" and vim.fn.expand(file) or log.daemon_path()
+  local daemon_log = type(file) == "string" and require("lofi.paths").expand(file)
+    or log.daemon_path()
   health.info("daemon log: " .. daemon_log .. " (:Lofi log)")
 end
 

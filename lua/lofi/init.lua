@@ -13,6 +13,7 @@ local install = require("lofi.install")
 local log = require("lofi.log")
 local player = require("lofi.player")
 local progress = require("lofi.progress")
+local redraw = require("lofi.redraw")
 local routing = require("lofi.routing")
 local rpc = require("lofi.rpc")
 local status = require("lofi.status")
@@ -133,13 +134,15 @@ end
 ---@param opts? {loop?: boolean}
 local function play_now(track, opts)
   local _, err = player.play(track, opts)
+  redraw.statusline()
   if err then
     user.notify_error(err)
   end
 end
 
---- Play a track: a track table, a file path or a track id; without one, the last track made
---- in this session, or else the most recently used cached track.
+--- Play a track: a track table, a file path, a track id or a cached track's prompt (the most
+--- recently used track with it); without one, the last track made in this session, or else the
+--- most recently used cached track.
 ---@param track? lofi.Track|string
 ---@param opts? {loop?: boolean}
 function M.play(track, opts)
@@ -164,6 +167,12 @@ function M.play(track, opts)
         return
       end
     end
+    for _, item in ipairs(tracks or {}) do
+      if item.prompt == track then
+        play_now(item, opts)
+        return
+      end
+    end
     local missing = track and ("no track " .. track) or "no tracks yet"
     user.notify_error(errors.new(errors.client.NO_TRACK, missing), vim.log.levels.WARN)
   end)
@@ -172,21 +181,27 @@ end
 --- Stop playback.
 ---@return boolean stopped whether something was playing
 function M.stop()
-  return player.stop()
+  local stopped = player.stop()
+  redraw.statusline()
+  return stopped
 end
 
 --- Pause playback (SIGSTOP to the player; not on Windows).
 ---@return boolean ok
 ---@return lofi.Error? err
 function M.pause()
-  return player.pause()
+  local ok, err = player.pause()
+  redraw.statusline()
+  return ok, err
 end
 
 --- Resume paused playback.
 ---@return boolean ok
 ---@return lofi.Error? err
 function M.resume()
-  return player.resume()
+  local ok, err = player.resume()
+  redraw.statusline()
+  return ok, err
 end
 
 --- Subscribe to an event (see `:help lofi-events`); returns a function that unsubscribes.
@@ -219,7 +234,8 @@ end
 ---@param timeout_ms? integer default `daemon.shutdown_timeout_ms`
 ---@return boolean exited the daemon is gone
 function M.shutdown(timeout_ms)
-  player.stop()
+  -- Blocking (bounded): on VimLeavePre no timer would fire to SIGKILL a stubborn player.
+  player.stop({ sync = true })
   local exited = rpc.shutdown_sync(timeout_ms)
   progress.close()
   return exited

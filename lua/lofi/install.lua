@@ -21,6 +21,7 @@ local M = {}
 ---@field phase? string
 ---@field shown_percent number
 ---@field shown_at number
+---@field last_progress? table
 
 local DEFAULT_BACKEND = "ace-step"
 
@@ -59,7 +60,7 @@ end
 local function request_setup(job, confirm)
   local params = { backend = job.opts.backend or DEFAULT_BACKEND, confirm = confirm }
   if job.opts.checkpoint then
-    params.checkpoint = vim.fn.fnamemodify(vim.fn.expand(job.opts.checkpoint), ":p")
+    params.checkpoint = require("lofi.paths").absolute(job.opts.checkpoint)
   end
   if job.opts.force then
     params.force = true
@@ -127,6 +128,7 @@ end
 M.handlers = {
   setup_progress = function(params)
     if current then
+      current.last_progress = params
       show_progress(current, params)
     end
     events.emit("setup_progress", params)
@@ -204,6 +206,11 @@ function M.cancel(cb)
       user.notify_error(err, vim.log.levels.WARN)
     end
   end)
+end
+
+---@return table? params the last `setup_progress` of the installation in progress
+function M.progress()
+  return current and current.last_progress or nil
 end
 
 --- True while an installation started by `start()` has not ended.

@@ -5,39 +5,57 @@
 --- player freezes where it is and continues from there. Looping uses the player's own loop
 --- option where it has one (mpv, ffplay) and otherwise starts the player again when the track
 --- ends.
+---
+--- The file is passed as an absolute path, after `--` for players that take it, so a file
+--- named like an option (`-x.wav`) is never read as one. A player that fails gets its last
+--- stderr line shown and logged.
 local config = require("lofi.config")
 local errors = require("lofi.errors")
 local log = require("lofi.log")
+local paths = require("lofi.paths")
 local process = require("lofi.process")
 local user = require("lofi.user")
 
 --- How long a stopped player gets between SIGTERM and SIGKILL.
 local STOP_GRACE_MS = 1000
+--- How long to wait, after the player ended, for the rest of its stderr.
+local DRAIN_MS = 500
+--- How much of the player's stderr is kept for the message when it fails.
+local STDERR_TAIL_CHARS = 2000
 
 local M = {}
+
+--- How long the player gets between SIGTERM and SIGKILL when Neovim exits (`stop({sync =
+--- true})` blocks at most this long).
+M.EXIT_GRACE_MS = 500
 
 ---@class lofi.PlayerSpec
 ---@field name string executable
 ---@field args string[] arguments before the file
 ---@field loop_args? string[] arguments that make the player repeat the file forever
+---@field end_of_options boolean it takes `--` before the file (its arguments after `--` are
+---   never options)
 
 --- Known players, in the order they are tried.
 ---@type lofi.PlayerSpec[]
 M.known = {
   {
     name = "mpv",
-    args = { "--no-video", "--no-terminal", "--really-quiet" },
+    -- Errors only, on stderr (for the failure message); never read the terminal.
+    args = { "--no-video", "--input-terminal=no", "--msg-level=all=error" },
     loop_args = { "--loop-file=inf" },
+    end_of_options = true,
   },
   {
     name = "ffplay",
-    args = { "-nodisp", "-loglevel", "quiet" },
+    args = { "-nodisp", "-loglevel", "error" },
     loop_args = { "-loop", "0" },
+    end_of_options = true, -- FFmpeg's option parser stops at "--"
   },
-  { name = "pw-play", args = {} },
-  { name = "paplay", args = {} },
-  { name = "afplay", args = {} },
-  { name = "aplay", args = { "-q" } },
+  { name = "pw-play", args = {}, end_of_options = true }, -- getopt_long
+  { name = "paplay", args = {}, end_of_options = true }, -- getopt_long
+  { name = "afplay", args = {}, end_of_options = false }, -- no "--"; the path is absolute
+  { name = "aplay", args = { "-q" }, end_of_options = true }, -- getopt_long
 }
 
 --- Placeholder in `player.cmd` replaced by the file to play (else the file is appended).
@@ -93,6 +111,9 @@ function M.command(path, cfg)
   elseif spec.name == "ffplay" then
     table.insert(argv, "-autoexit")
   end
+  if spec.end_of_options then
+    table.insert(argv, "--")
+  end
   table.insert(argv, path)
   return argv, native_loop, nil
 end
@@ -116,6 +137,7 @@ end
 ---@field paused boolean
 ---@field stopping boolean
 ---@field loop boolean repeat by starting again when the track ends
+---@field stderr string the end of the player's stderr
 
 ---@type lofi.Playback? what plays now
 local current = nil
@@ -128,15 +150,18 @@ local function on_exit(playback)
     return
   end
   current = nil
+  require("lofi.redraw").statusline()
   if playback.stopping then
     return
   end
   if code ~= 0 then
-    log.warn("player %s exited with code %d", playback.argv[1], code)
-    user.notify(
-      string.format("the player %s exited with code %d", playback.argv[1], code),
-      vim.log.levels.WARN
-    )
+    local said = M.last_line(playback.stderr)
+    local message = string.format("the player %s exited with code %d", playback.argv[1], code)
+    if said then
+      message = message .. ": " .. said
+    end
+    log.warn("%s", message)
+    user.notify(message, vim.log.levels.WARN)
     return
   end
   if playback.loop then
@@ -164,7 +189,8 @@ function M.play(track, opts)
   if opts and opts.loop ~= nil then
     cfg.loop = opts.loop
   end
-  local argv, native_loop, err = M.command(track.path, cfg)
+  -- Absolute: a relative name such as "-x.wav" must not look like an option to any player.
+  local argv, native_loop, err = M.command(paths.absolute(track.path), cfg)
   if not argv then
     return nil, err
   end
@@ -177,16 +203,18 @@ function M.play(track, opts)
     paused = false,
     stopping = false,
     loop = cfg.loop and not native_loop,
+    stderr = "",
   } --[[@as lofi.Playback]]
   local proc, spawn_err = process.spawn(argv, {
     on_stderr = function(chunk)
       log.debug("player: %s", vim.trim(chunk))
+      playback.stderr = (playback.stderr .. chunk):sub(-STDERR_TAIL_CHARS)
     end,
     on_exit = function()
       on_exit(playback)
     end,
-    -- The end of the track matters, not the player's last words (loop starts it again).
-    drain_ms = 0,
+    -- Only a grandchild holding stderr open makes this wait the full time.
+    drain_ms = DRAIN_MS,
   })
   if not proc then
     return nil,
@@ -202,9 +230,26 @@ function M.play(track, opts)
   return playback.pid, nil
 end
 
---- Stop playback: SIGTERM to the player process (SIGKILL if it is still there after 1 s).
+--- The last non-empty line of a player's output, trimmed (nil when there is none).
+---@param text string
+---@return string?
+function M.last_line(text)
+  local last = nil
+  for line in vim.gsplit(text, "\n", { plain = true }) do
+    line = vim.trim(line:gsub("\r", ""))
+    if line ~= "" then
+      last = line
+    end
+  end
+  return last
+end
+
+--- Stop playback: SIGTERM to the player process, then SIGKILL if it is still there after 1 s
+--- (a timer). With `sync` (Neovim is exiting, when no timer would ever fire) it waits, blocking,
+--- at most `M.EXIT_GRACE_MS` and sends SIGKILL before returning.
+---@param opts? {sync?: boolean}
 ---@return boolean stopped something was playing
-function M.stop()
+function M.stop(opts)
   local playback = current
   if not playback then
     return false
@@ -214,7 +259,11 @@ function M.stop()
   if playback.paused then
     playback.process:kill("sigcont")
   end
-  playback.process:terminate(STOP_GRACE_MS)
+  if opts and opts.sync then
+    playback.process:terminate_sync(M.EXIT_GRACE_MS)
+  else
+    playback.process:terminate(STOP_GRACE_MS)
+  end
   return true
 end
 
@@ -252,6 +301,40 @@ function M.resume()
     current.paused = false
   end
   return true, nil
+end
+
+--- Whether "no player" was already reported this session.
+local warned_no_player = false
+
+--- Play a finished track (`player.autoplay`). Never shows a message itself: returns why the
+--- track was not played, for the "ready" message, or nil. No installed player is reported once
+--- per session (`:checkhealth lofi` says what to install); other failures each time.
+---@param track lofi.Track
+---@return string? not_played
+function M.autoplay(track)
+  local no_player = not config.get().player.cmd and M.detect() == nil
+  local _, err = M.play(track)
+  if not err then
+    return nil
+  end
+  log.warn("autoplay of %s: %s", tostring(track.path), tostring(err))
+  if no_player then
+    if warned_no_player then
+      return nil
+    end
+    warned_no_player = true
+    return "not played: no audio player found, see :checkhealth lofi"
+  end
+  return "not played: " .. err.message
+end
+
+--- The end of the "ready" message: the file, and why it was not played.
+---@param track lofi.Track
+---@param not_played? string from `M.autoplay`
+---@return string
+function M.ready_suffix(track, not_played)
+  local text = type(track.path) == "string" and (": " .. track.path) or ""
+  return not_played and string.format("%s (%s)", text, not_played) or text
 end
 
 ---@return {pid: integer, track: lofi.Track, paused: boolean, argv: string[]}? playing what

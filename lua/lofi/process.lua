@@ -272,4 +272,25 @@ function Process:terminate(grace_ms)
   return true
 end
 
+--- Stop the process now, blocking: SIGTERM, wait at most `grace_ms` for it to end, then
+--- SIGKILL. For `VimLeavePre`, when a timer armed by `terminate` would never fire. Returns
+--- whether the process ended within `grace_ms` (false: it got SIGKILL, or it had already
+--- ended and nothing was sent).
+---@param grace_ms integer
+---@return boolean ended_by_sigterm
+function Process:terminate_sync(grace_ms)
+  if not self:kill("sigterm") then
+    return false
+  end
+  -- The exit callback runs on the main loop, which vim.wait keeps running.
+  local ended = vim.wait(grace_ms, function()
+    return self.exited
+  end, 10)
+  if not ended then
+    log.warn("pid %d (%s) ignored SIGTERM for %d ms: SIGKILL", self.pid, self.argv[1], grace_ms)
+    self:kill("sigkill")
+  end
+  return ended
+end
+
 return M

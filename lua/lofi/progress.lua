@@ -1,4 +1,6 @@
 --- The progress float: a small window in a corner that never takes the focus.
+local one_line = require("lofi.text").one_line
+
 local M = {}
 
 local BAR_FULL = "█"
@@ -55,7 +57,8 @@ end
 ---@return string[] lines
 ---@return integer bar_bytes byte length of the bar on line 2 (for highlighting)
 function M.render(view, width)
-  local title = "lofi: " .. (view.prompt or "")
+  -- A buffer line cannot hold a newline: a multi-line prompt is shown on one line.
+  local title = "lofi: " .. one_line(view.prompt or "")
   if view.queued and view.queued > 0 then
     title = string.format("%s (+%d queued)", title, view.queued)
   end

@@ -11,6 +11,7 @@ local events = require("lofi.events")
 local generations = require("lofi.generations")
 local install = require("lofi.install")
 local log = require("lofi.log")
+local redraw = require("lofi.redraw")
 local rpc = require("lofi.rpc")
 local user = require("lofi.user")
 
@@ -22,13 +23,21 @@ local M = {}
 function M.route(method, params)
   local generation_handler = generations.handlers[method]
   local setup_handler = install.handlers[method]
+  local handler
   if generation_handler and type(params.track_id) == "string" then
-    generation_handler(params)
+    handler = generation_handler
   elseif setup_handler and type(params.backend) == "string" then
-    setup_handler(params)
+    handler = setup_handler
   else
     log.debug("ignoring notification %s", method)
+    return
   end
+  -- A malformed notification must not break the reader of the daemon's output.
+  local ok, err = pcall(handler, params)
+  if not ok then
+    log.error("the %s handler failed: %s", method, err)
+  end
+  redraw.statusline()
 end
 
 ---@param daemon lofi.Daemon
@@ -43,6 +52,7 @@ local function on_daemon_exit(daemon)
   })
   local failed = generations.fail_all(reason)
   install.fail(reason)
+  redraw.statusline()
   if not daemon.stopping and failed == 0 then
     user.notify(reason, vim.log.levels.WARN)
   end

@@ -1,7 +1,10 @@
---- A short statusline string: what is generating or playing ("" when idle).
+--- A short statusline string: what is generating, installing or playing ("" when idle).
 ---
 --- Use `require("lofi.status").get` as a statusline component and `is_active` as its
---- condition. The string is escaped for 'statusline' ("%" doubled).
+--- condition. The string is escaped for 'statusline' ("%" doubled). Every change of what it
+--- shows schedules a statusline redraw (`lofi.redraw`).
+local one_line = require("lofi.text").one_line
+
 local M = {}
 
 local PROMPT_CHARS = 24
@@ -9,10 +12,30 @@ local PROMPT_CHARS = 24
 ---@param text string
 ---@return string
 local function short(text)
+  text = one_line(text)
   if vim.fn.strchars(text) <= PROMPT_CHARS then
     return text
   end
   return vim.fn.strcharpart(text, 0, PROMPT_CHARS - 1) .. "…"
+end
+
+--- "⚙ setup 40% export" while `:Lofi setup` runs, nil otherwise.
+---@return string?
+local function setup_text()
+  local install = package.loaded["lofi.install"]
+  if not (install and install.running()) then
+    return nil
+  end
+  local params = install.progress() or {}
+  local percent = tonumber(params.percent)
+  local text = "⚙ setup"
+  if percent and percent == percent then
+    text = string.format("%s %d%%", text, math.floor(percent + 0.5))
+  end
+  if type(params.phase) == "string" and params.phase ~= "" then
+    text = text .. " " .. short(params.phase)
+  end
+  return text
 end
 
 --- The status text, unescaped.
@@ -23,13 +46,18 @@ function M.text()
   if first then
     local more = #active > 1 and string.format(" +%d", #active - 1) or ""
     if first.status == "running" then
-      return string.format("♪ %d%%%s", math.floor((first.percent or 0) + 0.5), more)
+      return string.format("♪ %d%%%s", math.floor((tonumber(first.percent) or 0) + 0.5), more)
     end
     return "♪ queued" .. more
   end
+  local setup = setup_text()
+  if setup then
+    return setup
+  end
   local playing = require("lofi.player").current()
   if playing then
-    local name = playing.track.prompt or vim.fn.fnamemodify(playing.track.path, ":t")
+    local prompt = playing.track.prompt
+    local name = type(prompt) == "string" and prompt or vim.fn.fnamemodify(playing.track.path, ":t")
     return (playing.paused and "⏸ " or "▶ ") .. short(name)
   end
   return ""

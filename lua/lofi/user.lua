@@ -33,4 +33,16 @@ function M.callback(what, cb, err, result)
   end
 end
 
+--- Run `fn()`, side effects of a plugin event (events, windows, messages): an error it raises
+--- is logged and shown, never propagated, so the work that follows it (the callbacks) runs.
+---@param what string the event, for the message
+---@param fn fun()
+function M.protect(what, fn)
+  local ok, err = pcall(fn)
+  if not ok then
+    log.error("%s failed: %s", what, err)
+    M.notify(string.format("%s failed: %s", what, tostring(err)), vim.log.levels.ERROR)
+  end
+end
+
 return M

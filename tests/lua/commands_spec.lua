@@ -38,6 +38,8 @@ t.describe(":Lofi with a daemon", function()
     local messages = t.capture_notify()
     vim.cmd("Lofi status")
     t.contains(messages[1].msg, "daemon: not running")
+    t.contains(messages[1].msg, "models: " .. t.env("LOFI_TEST_MODELS"))
+    t.contains(messages[1].msg, "last track: none yet")
     local track
     lofi.generate({ prompt = "short", duration = 5, steps = 2, seed = 1 }, function(err, tr)
       t.eq(err, nil)
@@ -47,8 +49,15 @@ t.describe(":Lofi with a daemon", function()
       return track ~= nil
     end, "the track")
     vim.cmd("Lofi status")
-    t.contains(messages[2].msg, "daemon: running (pid " .. require("lofi.client").pid() .. ")")
-    t.contains(messages[2].msg, "generating: nothing")
+    t.wait(30000, function()
+      return #messages >= 2
+    end, "the status")
+    local text = messages[2].msg
+    t.contains(text, "daemon: running (pid " .. require("lofi.client").pid() .. ", version ")
+    t.contains(text, "generating: nothing")
+    t.contains(text, "models: " .. t.env("LOFI_TEST_MODELS") .. " (ready, model version ")
+    t.contains(text, "provider: CPUExecutionProvider")
+    t.contains(text, "last track: " .. track.path)
 
     vim.cmd("Lofi log")
     t.eq(vim.api.nvim_buf_get_name(0), require("lofi.log").daemon_path())
@@ -70,6 +79,21 @@ t.describe(":Lofi with a daemon", function()
       return listed ~= nil
     end, "tracks")
     t.eq(listed, {})
+  end)
+
+  t.it("names daemon.models_dir, not --models, when the models are missing", function()
+    local lofi = require("lofi")
+    lofi.setup(t.config({ daemon = { models_dir = t.tmpdir() } }))
+    local got
+    lofi.generate({ prompt = "rain", duration = 5, steps = 2 }, function(err)
+      got = err
+    end)
+    t.wait(30000, function()
+      return got ~= nil
+    end, "the error")
+    t.eq(got.name, "MODEL_NOT_FOUND")
+    t.contains(got.remedy, "daemon.models_dir")
+    t.ok(not got.remedy:find("--models", 1, true), "no CLI flag in: " .. got.remedy)
   end)
 end)
 

@@ -156,6 +156,31 @@ t.describe("generate", function()
     t.contains(vim.fn.readfile(pidfile)[1], call.track.path)
   end)
 
+  t.it("completes :Lofi play with cached track ids and prompts, and plays by prompt", function()
+    local lofi = require("lofi")
+    local pidfile = vim.fs.joinpath(t.tmpdir(), "pids")
+    lofi.setup(t.config({
+      player = { cmd = { "sh", t.root .. "/tests/lua/fake_player.sh", pidfile } },
+    }))
+    local call = wait_calls(generate(opts(vim.tbl_extend("force", SHORT, { seed = 24 }))))
+    t.eq(call.err, nil)
+    local commands = require("lofi.commands")
+    local items = {}
+    t.wait(10000, function()
+      items = commands.complete("", "Lofi play ")
+      return #items > 0
+    end, "completion items")
+    local escaped = "rainy\\ night\\ lofi,\\ soft\\ piano"
+    t.eq(items, { escaped, call.track.track_id })
+    t.eq(commands.complete("rainy", "Lofi play rainy"), { escaped })
+    t.eq(commands.complete("zzz", "Lofi play zzz"), {})
+    vim.cmd("Lofi play " .. escaped)
+    t.wait(10000, function()
+      return require("lofi.player").current() ~= nil
+    end, "the player")
+    t.eq(require("lofi.player").current().track.path, call.track.path)
+  end)
+
   t.it("auto-plays a finished track with the configured player", function()
     local lofi = require("lofi")
     local pidfile = vim.fs.joinpath(t.tmpdir(), "pids")
@@ -183,7 +208,70 @@ t.describe("generate", function()
   end)
 end)
 
+t.describe("hostile prompts", function()
+  t.it("generates from a multi-line prompt, then a normal generate works", function()
+    local lofi = require("lofi")
+    -- The setup default prompt, as a user's config may hold it.
+    lofi.setup(t.config({ generate = { prompt = "rainy night\nsoft piano\n" } }))
+    local float_seen = false
+    lofi.on("generation_progress", function()
+      float_seen = float_seen or require("lofi.progress").win() ~= nil
+    end)
+    local first = wait_calls(generate(vim.tbl_extend("force", SHORT, { seed = 21 })))
+    t.eq(first.err, nil)
+    t.eq(first.track.prompt, "rainy night\nsoft piano\n")
+    t.ok(float_seen, "the progress float showed the prompt")
+    t.eq(lofi.active(), {}, "nothing is left waiting")
+    local second = wait_calls(generate(opts(vim.tbl_extend("force", SHORT, { seed = 22 }))))
+    t.eq(second.err, nil)
+    t.ok(vim.uv.fs_stat(second.track.path), "the session recovered")
+  end)
+
+  t.it("answers a prompt that is not UTF-8 at once, then generates", function()
+    local lofi = require("lofi")
+    lofi.setup(t.config())
+    local bad = generate({ prompt = "rain \xff" })
+    t.wait(2000, function()
+      return #bad > 0
+    end, "the immediate answer")
+    t.eq(bad[1].err.name, "INVALID_PROMPT")
+    t.contains(bad[1].err.message, "not valid UTF-8")
+    local good = wait_calls(generate(opts(vim.tbl_extend("force", SHORT, { seed = 23 }))))
+    t.eq(good.err, nil)
+  end)
+end)
+
 t.describe("cancel", function()
+  t.it("clears the statusline and redraws it after a cancel", function()
+    local lofi = require("lofi")
+    lofi.setup(t.config())
+    local original = vim.cmd.redrawstatus
+    local redraws, at_cancel, during = 0, nil, nil
+    vim.cmd.redrawstatus = function()
+      redraws = redraws + 1
+    end
+    local ok, err = pcall(function()
+      lofi.on("generation_progress", function()
+        if during == nil then
+          during = lofi.status()
+          lofi.cancel()
+        end
+      end)
+      lofi.on("generation_cancelled", function()
+        at_cancel = redraws
+      end)
+      local call = wait_calls(generate(opts(LONG)), 60000)
+      t.eq(call.err.name, "GENERATION_CANCELLED")
+      t.ok(during and during:match("^♪ %d+%%%%"), "the statusline showed the generation")
+      t.eq(lofi.status(), "", "the statusline is empty after the cancel")
+      t.wait(2000, function()
+        return at_cancel ~= nil and redraws > at_cancel
+      end, "a statusline redraw after the cancel")
+    end)
+    vim.cmd.redrawstatus = original
+    assert(ok, err)
+  end)
+
   t.it("cancels a running generation: event, callback, no file", function()
     local lofi = require("lofi")
     local cfg = t.config()

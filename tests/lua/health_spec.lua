@@ -47,7 +47,22 @@ t.describe(":checkhealth lofi", function()
     require("lofi").setup(t.config({ daemon = { cmd = { "/nonexistent/lofi-daemon" } } }))
     local report = checkhealth()
     has_line(report, "ERROR", "is not an executable")
-    t.contains(report, "pip install -e .")
+    t.contains(report, require("lofi.health").BUILD)
+  end)
+
+  t.it("says how to install a player when none is found", function()
+    local saved = vim.env.PATH
+    vim.env.PATH = t.tmpdir() -- no player in it
+    local ok, report = pcall(function()
+      require("lofi").setup(t.config({ daemon = { cmd = { "/nonexistent/lofi-daemon" } } }))
+      return checkhealth()
+    end)
+    vim.env.PATH = saved
+    assert(ok, report)
+    has_line(report, "WARNING", "no audio player found (tried mpv, ffplay")
+    t.contains(report, "sudo apt install mpv")
+    t.contains(report, "brew install mpv")
+    t.contains(report, "player.cmd")
   end)
 
   t.it("reports a configured player that is missing", function()

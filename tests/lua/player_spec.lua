@@ -32,6 +32,58 @@ local function bystander(pidfile)
     handle
 end
 
+--- `value` as `bytes` little-endian bytes.
+---@param value integer
+---@param bytes integer
+---@return string
+local function le(value, bytes)
+  local out = {}
+  for i = 1, bytes do
+    out[i] = string.char(math.floor(value / 256 ^ (i - 1)) % 256)
+  end
+  return table.concat(out)
+end
+
+--- A real WAV file: `seconds` of silence, 8 kHz mono 16-bit.
+---@param path string
+---@param seconds number
+local function write_wav(path, seconds)
+  local data = 2 * math.floor(8000 * seconds)
+  local header = table.concat({
+    "RIFF",
+    le(36 + data, 4),
+    "WAVEfmt ",
+    le(16, 4), -- fmt chunk size
+    le(1, 2), -- PCM
+    le(1, 2), -- mono
+    le(8000, 4), -- sample rate
+    le(16000, 4), -- byte rate
+    le(2, 2), -- block align
+    le(16, 2), -- bits per sample
+    "data",
+    le(data, 4),
+  })
+  local f = assert(io.open(path, "wb"))
+  f:write(header, string.rep("\0", data))
+  f:close()
+end
+
+--- Run `fn` with environment variables set, restoring them afterwards (also on error).
+---@param vars table<string, string>
+---@param fn fun()
+local function with_env(vars, fn)
+  local saved = {}
+  for name, value in pairs(vars) do
+    saved[name] = vim.env[name]
+    vim.env[name] = value
+  end
+  local ok, err = pcall(fn)
+  for name in pairs(vars) do
+    vim.env[name] = saved[name]
+  end
+  assert(ok, err)
+end
+
 t.describe("player", function()
   t.it("starts the configured player and stop() ends exactly that process", function()
     local dir = t.tmpdir()
@@ -151,5 +203,166 @@ t.describe("player", function()
     local spec = require("lofi.player").detect()
     vim.env.PATH = saved
     t.eq(spec and spec.name, "paplay")
+  end)
+
+  t.it("puts -- before the file for players that take it", function()
+    local bin = t.tmpdir()
+    local function only(name)
+      for _, other in ipairs(vim.fn.readdir(bin)) do
+        vim.uv.fs_unlink(vim.fs.joinpath(bin, other))
+      end
+      local path = vim.fs.joinpath(bin, name)
+      vim.fn.writefile({ "#!/bin/sh" }, path)
+      vim.uv.fs_chmod(path, tonumber("755", 8))
+    end
+    local player = require("lofi.player")
+    local saved = vim.env.PATH
+    local ok, err = pcall(function()
+      vim.env.PATH = bin
+      for _, name in ipairs({ "mpv", "ffplay", "pw-play", "paplay", "aplay" }) do
+        only(name)
+        local argv = assert(player.command("-x.wav", { loop = false, autoplay = true }))
+        t.eq(argv[1], name)
+        t.eq({ argv[#argv - 1], argv[#argv] }, { "--", "-x.wav" }, name)
+      end
+      only("afplay") -- takes no "--": play() passes an absolute path instead
+      t.eq(player.command("-x.wav", { loop = false, autoplay = true }), { "afplay", "-x.wav" })
+    end)
+    vim.env.PATH = saved
+    assert(ok, err)
+  end)
+
+  t.it("plays a file named -x.wav with the real mpv", function()
+    t.ok(vim.fn.executable("mpv") == 1, "this test needs mpv (apt install mpv)")
+    local dir = t.tmpdir()
+    write_wav(vim.fs.joinpath(dir, "-x.wav"), 0.2)
+    local lines = {}
+    local log = require("lofi.log")
+    local messages = t.capture_notify()
+    local lofi = require("lofi")
+    lofi.setup({ log = { level = "debug" } })
+    log.set_handler(function(_, line)
+      table.insert(lines, line)
+    end)
+    local player = require("lofi.player")
+    table.insert(player.known[1].args, "--ao=null") -- no sound card needed
+    local cwd = assert(vim.uv.cwd())
+    vim.fn.chdir(dir)
+    local ok, err = pcall(function()
+      lofi.play("-x.wav")
+      local playing = player.current()
+      t.ok(playing, "the player started: " .. t.joined(messages))
+      t.eq(playing.argv[1], "mpv")
+      t.eq(playing.argv[#playing.argv], vim.fs.joinpath(dir, "-x.wav"))
+      t.wait(30000, function()
+        return player.current() == nil
+      end, "mpv to finish the track")
+    end)
+    vim.fn.chdir(cwd)
+    log.set_handler(nil)
+    assert(ok, err)
+    t.eq(t.joined(messages), "", "no failure message")
+    local exit_line = vim.tbl_filter(function(line)
+      return line:find("exited (code", 1, true) ~= nil
+    end, lines)
+    t.eq(#exit_line, 1, table.concat(lines, "\n"))
+    t.contains(exit_line[1], "(code 0, signal 0)")
+  end)
+
+  t.it("shows and logs the player's last stderr line when it fails", function()
+    local pidfile = vim.fs.joinpath(t.tmpdir(), "pids")
+    local lines = {}
+    with_env({ LOFI_FAKE_PLAYER_FAIL = "cannot open audio device hw:0" }, function()
+      local messages = t.capture_notify()
+      local lofi = require("lofi")
+      lofi.setup({ player = { cmd = { "sh", FAKE, pidfile } } })
+      require("lofi.log").set_handler(function(_, line)
+        table.insert(lines, line)
+      end)
+      lofi.play(track_file())
+      t.wait(5000, function()
+        return #messages > 0
+      end, "the failure message")
+      require("lofi.log").set_handler(nil)
+      t.eq(#messages, 1)
+      t.eq(
+        messages[1].msg,
+        "[lofi] the player sh exited with code 3: fake player: cannot open audio device hw:0"
+      )
+      t.eq(messages[1].level, vim.log.levels.WARN)
+    end)
+    t.contains(table.concat(lines, "\n"), "exited with code 3: fake player: cannot open audio")
+  end)
+
+  t.it("a player that ignores SIGTERM does not outlive Neovim (no daemon)", function()
+    local dir = t.tmpdir()
+    local pidfile = vim.fs.joinpath(dir, "pids")
+    local script = vim.fs.joinpath(dir, "play.lua")
+    vim.fn.writefile({
+      string.format(
+        "require('lofi').setup({ player = { cmd = { 'sh', %q, %q } } })",
+        FAKE,
+        pidfile
+      ),
+      string.format("require('lofi').play(%q)", track_file()),
+      string.format(
+        "assert(vim.wait(10000, function() return vim.uv.fs_stat(%q) ~= nil end))",
+        pidfile
+      ),
+      "assert(require('lofi.player').current(), 'playing')",
+    }, script)
+    local result
+    with_env({ LOFI_FAKE_PLAYER_IGNORE_TERM = "1" }, function()
+      result = vim
+        .system({
+          vim.v.progpath,
+          "--headless",
+          "--clean",
+          "--cmd",
+          "set rtp^=" .. vim.fn.fnameescape(t.root),
+          "-c",
+          "luafile " .. vim.fn.fnameescape(script),
+          "-c",
+          "qa",
+        }, { text = true })
+        :wait(60000)
+    end)
+    local pid = recorded_pids(pidfile)[1]
+    local ok, err = pcall(function()
+      t.eq(result.code, 0, "the child Neovim exits cleanly: " .. tostring(result.stderr))
+      t.ok(pid, "the player started")
+      t.wait(5000, function()
+        return not t.alive(pid)
+      end, "the player to be gone after :qa")
+    end)
+    if pid and t.alive(pid) then
+      vim.uv.kill(pid, "sigkill")
+    end
+    assert(ok, err)
+  end)
+
+  t.it("autoplay without a player: one warning per session, on the ready line", function()
+    local file = track_file()
+    with_env({ PATH = t.tmpdir() }, function()
+      local messages = t.capture_notify()
+      require("lofi").setup({ player = { autoplay = true }, notify = true })
+      local generations = require("lofi.generations")
+      for i = 1, 2 do
+        generations.handlers.generation_complete({
+          track_id = string.rep(tostring(i), 16),
+          prompt = "rain",
+          duration_sec = 6,
+          path = file,
+        })
+      end
+      t.eq(#messages, 2, t.joined(messages))
+      t.eq(
+        messages[1].msg,
+        "[lofi] ready: rain (6 s): "
+          .. file
+          .. " (not played: no audio player found, see :checkhealth lofi)"
+      )
+      t.eq(messages[2].msg, "[lofi] ready: rain (6 s): " .. file)
+    end)
   end)
 end)

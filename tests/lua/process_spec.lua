@@ -130,6 +130,29 @@ t.describe("process", function()
     t.ok(vim.uv.now() - started >= 300, "not before the grace")
   end)
 
+  t.it("terminate_sync: ends with SIGTERM without waiting the whole grace", function()
+    local proc, seen = spawn({ "sleep", "30" })
+    ---@cast proc lofi.Process
+    t.eq(proc:terminate_sync(30000), true, "ended by SIGTERM")
+    t.ok(proc.exited, "already ended when terminate_sync returns")
+    t.eq(proc.exit_signal, 15)
+    wait_exit(seen, 3000)
+  end)
+
+  t.it("terminate_sync: SIGKILL before it returns when SIGTERM is ignored", function()
+    local script = "trap '' TERM; echo ready; while :; do sleep 0.05; done"
+    local proc, seen = spawn({ "sh", "-c", script })
+    ---@cast proc lofi.Process
+    t.wait(3000, function()
+      return seen.lines[1] == "ready"
+    end, "the trap to be set")
+    t.eq(proc:terminate_sync(200), false, "SIGTERM was ignored")
+    -- SIGKILL was sent before terminate_sync returned: no timer has to fire for the exit.
+    wait_exit(seen, 3000)
+    t.eq(proc.exit_signal, 9)
+    t.eq(proc:terminate_sync(200), false, "nothing left to stop")
+  end)
+
   t.it("reports the exit within drain_ms while a grandchild keeps stdout open", function()
     local proc, seen = spawn({ "sh", "-c", "sleep 30 & echo $!" }, { drain_ms = 200 })
     ---@cast proc lofi.Process
