@@ -38,6 +38,7 @@ GENERATION_CANCELLED: Final = -32015
 SETUP_FAILED: Final = -32016
 INVALID_FORMAT: Final = -32017
 OUTPUT_WRITE_FAILED: Final = -32018
+INVALID_SOURCE: Final = -32019
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,12 @@ ERROR_TABLE: Final[tuple[ErrorInfo, ...]] = (
         "OUTPUT_WRITE_FAILED",
         "The audio file could not be written.",
         "Check free disk space and that the output folder is writable.",
+    ),
+    ErrorInfo(
+        INVALID_SOURCE,
+        "INVALID_SOURCE",
+        "The source audio is missing, unreadable, not audio, or not about 5-240 seconds long (4.83 s at least).",
+        "Give a mono or stereo audio file (wav, flac, ogg, mp3) of 5 to 240 seconds.",
     ),
 )
 

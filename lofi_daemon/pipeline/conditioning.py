@@ -120,3 +120,100 @@ def build_conditions(
         null=cond[1:2] if guided else None,
         text_only=cond[2:3] if guided and double else None,
     )
+
+
+@dataclass(frozen=True)
+class EditConditions:
+    """Condition sequences for FlowEdit: the source and the target prompt, each with its null row.
+
+    Every sequence is ``[1, S, D]`` with its own mask ``[1, S]``; the source's S and the target's
+    may differ (their prompts tokenise to different lengths). The null rows exist only when
+    guidance runs; their masks differ from the conditional ones (the lyric part is 0).
+    """
+
+    src: np.ndarray
+    src_mask: np.ndarray
+    tar: np.ndarray
+    tar_mask: np.ndarray
+    src_null: np.ndarray | None = None
+    src_null_mask: np.ndarray | None = None
+    tar_null: np.ndarray | None = None
+    tar_null_mask: np.ndarray | None = None
+
+    @property
+    def guided(self) -> bool:
+        return self.src_null is not None and self.tar_null is not None
+
+
+def build_edit_conditions(
+    condition_encoder: RunGraph,
+    src_text: np.ndarray,
+    src_text_mask: np.ndarray,
+    tar_text: np.ndarray,
+    tar_text_mask: np.ndarray,
+    lyric_ids: np.ndarray,
+    lyric_mask: np.ndarray,
+    *,
+    speaker_dim: int,
+    n_blocks: int,
+    guided: bool = True,
+) -> EditConditions:
+    """Encode the FlowEdit conditions (``flowedit_diffusion_process``, spec section 13.5).
+
+    Upstream's null branch is zeros for the text embeddings, speaker, lyric ids and lyric mask,
+    with the prompt's own text mask; no ERG anywhere (q-scale all ones). Both prompts share the
+    lyrics. Prompts of equal token length share one encoder call, others get one call each
+    (padding the text would move the lyric tokens' positions).
+
+    Args:
+        condition_encoder: the ``condition_encoder`` graph.
+        src_text, tar_text: UMT5 states ``[1, L, Dt]`` of the source and the target prompt.
+        src_text_mask, tar_text_mask: their masks ``[1, L]``.
+        lyric_ids, lyric_mask: ``[1, Y]`` (int64).
+        speaker_dim: width of the (zero) speaker embedding.
+        n_blocks: lyric conformer blocks (the width of ``lyric_q_scale``).
+        guided: build the null rows (classifier-free guidance on).
+    """
+    zero_ids, zero_mask = np.zeros_like(lyric_ids), np.zeros_like(lyric_mask)
+    prompts = [(src_text, src_text_mask), (tar_text, tar_text_mask)]
+    # One row per (prompt, conditional|null): (text, text mask, lyric ids, lyric mask).
+    rows = []
+    for text, text_mask in prompts:
+        rows.append((text, text_mask, lyric_ids, lyric_mask))
+        if guided:
+            rows.append((np.zeros_like(text), text_mask, zero_ids, zero_mask))
+    groups = (
+        [rows]
+        if src_text.shape == tar_text.shape
+        else [rows[: len(rows) // 2], rows[len(rows) // 2 :]]
+    )
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for group in groups:
+        batch = len(group)
+        cond, cond_mask = condition_encoder(
+            {
+                "text_hidden": np.concatenate([r[0] for r in group], axis=0).astype(np.float32),
+                "text_mask": np.concatenate([r[1] for r in group], axis=0),
+                "speaker": np.zeros((batch, speaker_dim), dtype=np.float32),
+                "lyric_ids": np.concatenate([r[2] for r in group], axis=0),
+                "lyric_mask": np.concatenate([r[3] for r in group], axis=0),
+                "lyric_q_scale": np.ones((batch, n_blocks), dtype=np.float32),
+            }
+        )[:2]
+        cond = cond.astype(np.float32, copy=False)
+        cond_mask = cond_mask.astype(np.float32, copy=False)
+        out.extend((cond[k : k + 1], cond_mask[k : k + 1]) for k in range(batch))
+    if not guided:
+        (src, src_mask), (tar, tar_mask) = out
+        return EditConditions(src=src, src_mask=src_mask, tar=tar, tar_mask=tar_mask)
+    (src, src_mask), (src_null, src_null_mask), (tar, tar_mask), (tar_null, tar_null_mask) = out
+    return EditConditions(
+        src=src,
+        src_mask=src_mask,
+        tar=tar,
+        tar_mask=tar_mask,
+        src_null=src_null,
+        src_null_mask=src_null_mask,
+        tar_null=tar_null,
+        tar_null_mask=tar_null_mask,
+    )

@@ -1,16 +1,17 @@
-"""The text2music engine: prompt → tokens → conditions → denoising loop → latents → waveform → file.
+"""The engine: (source audio → latents) → prompt → conditions → denoising loop → latents →
+waveform → file.
 
 :class:`Engine` orchestrates the stages of ``lofi_daemon.pipeline`` over the sessions of one model
 directory (see :mod:`lofi_daemon.pipeline.sessions` for which stay loaded). It follows upstream
-``acestep/pipeline_ace_step.py: ACEStepPipeline.__call__`` for the text2music task.
+``acestep/pipeline_ace_step.py: ACEStepPipeline.__call__`` for every task: text2music, retake,
+repaint, extend, audio2audio and edit (:mod:`lofi_daemon.pipeline.sampling` picks the loop).
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,26 @@ from lofi_daemon import __version__, errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.model.manifest import MANIFEST_NAME, Manifest, load_manifest
 from lofi_daemon.pipeline import audio
-from lofi_daemon.pipeline.conditioning import build_conditions, empty_lyrics, encode_text
 from lofi_daemon.pipeline.decode import DecodeSettings, decode_latents, plan_decode
-from lofi_daemon.pipeline.denoise import denoise
-from lofi_daemon.pipeline.guidance import cfg_enabled, double_condition_enabled
+from lofi_daemon.pipeline.encode import (
+    ENCODER_GRAPH,
+    encode_audio,
+    latent_frames_of,
+    load_mel_frontend,
+)
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.pipeline.progress import ProgressCallback, ProgressTracker, StageTimer
-from lofi_daemon.pipeline.schedulers import make_scheduler
+from lofi_daemon.pipeline.sampling import diffuse, encode_conditions, encode_units, task_scheduler
 from lofi_daemon.pipeline.sessions import GraphRunner, SessionPool
+from lofi_daemon.pipeline.source import SourceAudio, load_audio
+from lofi_daemon.pipeline.task_setup import (
+    check_injected,
+    check_source_given,
+    checked_source_latents,
+    draw_noises,
+    plan_layout,
+    resolve_seeds,
+)
 from lofi_daemon.pipeline.tokenizer import PromptTokenizer
 
 
@@ -45,6 +58,8 @@ class GenerationResult:
     model_version: str
     timings: dict[str, float]
     providers: list[str]
+    latents: np.ndarray
+    """The final latents ``[1, 8, 16, T]`` (float32); not part of :meth:`sidecar`."""
 
     def sidecar(self) -> dict[str, Any]:
         """What reproduces and describes the track: parameters, seed, model, timings."""
@@ -191,10 +206,16 @@ class Engine:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         initial_noise: np.ndarray | None = None,
+        retake_noise: np.ndarray | None = None,
+        source: SourceAudio | None = None,
     ) -> GenerationResult:
         """Generate one track into ``out_path`` (audio only; see :meth:`GenerationResult.sidecar`).
 
-        Blocking; one generation at a time.
+        ``source`` is the source (repaint, extend, edit) or reference (audio2audio) audio, given
+        exactly for :data:`~lofi_daemon.pipeline.params.SOURCE_TASKS`. ``initial_noise`` and
+        ``retake_noise`` replace the main-seed and retake-seed draws (parity tests); see
+        :mod:`lofi_daemon.pipeline.task_setup` for their shapes. Blocking; one generation at a
+        time.
         """
         params.validate()
         if Path(out_path).suffix.lower() == ".json":
@@ -203,13 +224,16 @@ class Engine:
                 f"{out_path}: the audio file cannot be a .json file "
                 "(the sidecar is written next to it)",
             )
+        check_source_given(params, source)
         with self._lock:
             self._check_disk()
             if self._stale:
                 self._stale = False
                 self._tokenizer = None
                 self._sessions.clear()
-            return self._generate(params, Path(out_path), progress, cancel, initial_noise)
+            return self._generate(
+                params, Path(out_path), progress, cancel, initial_noise, retake_noise, source
+            )
 
     def _generate(
         self,
@@ -218,86 +242,74 @@ class Engine:
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
         initial_noise: np.ndarray | None,
+        retake_noise: np.ndarray | None,
+        source: SourceAudio | None,
     ) -> GenerationResult:
         manifest = self.manifest
         constants = manifest.constants
-        erg = constants.erg
-        seed = params.seed if params.seed is not None else secrets.randbits(32)
-        params = params.with_seed(seed)
-        frames = constants.latent_frames(params.duration_sec)
-        shape = (1, constants.latent_channels, constants.latent_height, frames)
-        if initial_noise is not None:
-            initial_noise = np.asarray(initial_noise)
-            if initial_noise.shape != shape or not np.issubdtype(initial_noise.dtype, np.floating):
-                raise LofiError(
-                    errors.INVALID_PARAMETER,
-                    f"initial noise must be a float array of shape {list(shape)}, "
-                    f"got {initial_noise.dtype} {list(initial_noise.shape)}",
-                )
-            if not np.isfinite(initial_noise).all():
-                raise LofiError(errors.INVALID_PARAMETER, "initial noise contains NaN or infinity")
-        scheduler = make_scheduler(params.scheduler, params.infer_steps, constants.scheduler_shift)
-        decode_plan = plan_decode(frames, constants, self.decode_settings)
+        params = resolve_seeds(params)
+
+        # Everything checkable is checked before any model runs: the source file's header and
+        # samples, the region or extension against its length, the injected noises.
+        src, wave, frontend, src_frames = None, None, None, None
+        if source is not None and source.latents is not None:
+            src = checked_source_latents(source.latents, source.name, constants)
+            src_frames = src.shape[-1]
+        elif source is not None and source.path is not None:
+            frontend = load_mel_frontend(manifest)
+            wave = load_audio(source.path)
+            src_frames = latent_frames_of(wave.shape[1], constants)
+        layout = plan_layout(params, constants, src_frames)
+        initial_noise, retake_noise = check_injected(
+            params, constants, layout, initial_noise, retake_noise
+        )
+        if source is not None:
+            params = replace(
+                params,
+                duration_sec=layout.out_frames
+                * constants.samples_per_latent_frame
+                / constants.sample_rate_model,
+            )
+        scheduler = task_scheduler(params, constants)
+        decode_plan = plan_decode(layout.out_frames, constants, self.decode_settings)
         tracker = ProgressTracker(
-            2 + len(scheduler.timesteps) + decode_plan.units + 1, progress, cancel
+            (wave is not None)
+            + encode_units(params)
+            + len(scheduler.timesteps)
+            + decode_plan.units
+            + 1,
+            progress,
+            cancel,
         )
         timer = StageTimer()
         started = time.monotonic()
-        guided = cfg_enabled(params.guidance_scale)
-        double = guided and double_condition_enabled(
-            params.guidance_scale_text, params.guidance_scale_lyric
-        )
 
-        # prompt → tokens → text embeddings (text encoder loaded, run, dropped)
+        # source audio → latents (DCAE encoder loaded, run, dropped)
         tracker.check_cancel()
         t0 = time.monotonic()
+        if wave is not None:
+            assert frontend is not None
+            src = encode_audio(self._runner(ENCODER_GRAPH).first, wave, frontend, constants)
+            del wave
+            tracker.advance("encode")
+            tracker.check_cancel()
+
+        # prompt(s) → tokens → text embeddings → condition sequences (encoders loaded, run, dropped)
         if self._tokenizer is None:
             self._tokenizer = PromptTokenizer(
                 manifest.path(manifest.tokenizer_file), constants.text_max_tokens
             )
-        ids, text_mask = self._tokenizer.encode(params.prompt)
-        text_encoder = self._runner("text_encoder")
-        text, text_weak = encode_text(
-            text_encoder,
-            ids,
-            text_mask,
-            n_layers=constants.text_encoder_layers,
-            erg_layers=erg.tag_layers,
-            erg_scale=erg.scale,
-            with_weak=guided and params.use_erg_tag and params.use_erg_lyric,
-        )
-        del text_encoder
-        tracker.advance("encode")
-        tracker.check_cancel()
 
-        # text embeddings → condition sequences (condition encoder loaded, run, dropped)
-        lyric_ids, lyric_mask = empty_lyrics()
-        condition_encoder = self._runner("condition_encoder")
-        conditions = build_conditions(
-            condition_encoder,
-            params,
-            text,
-            text_weak,
-            text_mask,
-            lyric_ids,
-            lyric_mask,
-            speaker_dim=constants.speaker_embedding_dim,
-            n_blocks=constants.conformer_blocks,
-            erg_layers=erg.lyric_layers,
-            erg_scale=erg.scale,
-            guided=guided,
-            double=double,
-        )
-        del condition_encoder
-        tracker.advance("encode")
+        def encoded() -> None:
+            tracker.advance("encode")
+            tracker.check_cancel()
+
+        conditions = encode_conditions(self._runner, self._tokenizer, params, constants, encoded)
         timer.add("encode", t0)
 
         # noise → latents (denoiser loaded for all steps, dropped unless keep_loaded)
         t0 = time.monotonic()
-        rng = np.random.Generator(np.random.PCG64(seed))
-        noise = rng.standard_normal(shape, dtype=np.float32)
-        if initial_noise is not None:
-            noise = initial_noise.astype(np.float32)
+        noises = draw_noises(params, constants, layout, initial_noise, retake_noise)
         denoiser = self._runner("denoiser", resident=self.keep_loaded)
 
         def on_step(i: int) -> None:
@@ -305,17 +317,16 @@ class Engine:
             if i:
                 tracker.advance("diffusion")
 
-        latents = denoise(
+        latents = diffuse(
             denoiser.first,
             scheduler,
             conditions,
             params,
-            noise,
-            rng,
-            n_layers=constants.denoiser_layers,
-            erg_layers=erg.diffusion_layers,
-            erg_scale=erg.scale,
-            on_step=on_step,
+            constants,
+            layout,
+            noises,
+            src,
+            on_step,
         )
         del denoiser
         tracker.advance("diffusion")
@@ -344,7 +355,7 @@ class Engine:
         wave = audio.resample_to_48k(wave)
         wave = audio.fit_length(wave, int(params.duration_sec * audio.SAMPLE_RATE_OUT))
         wave = audio.prevent_clipping(wave)
-        result = self._write(out_path, wave, params, seed, timer, started)
+        result = self._write(out_path, wave, params, latents, timer, started)
         tracker.advance("decode")
         return result
 
@@ -353,7 +364,7 @@ class Engine:
         out_path: Path,
         wave: np.ndarray,
         params: GenerationParams,
-        seed: int,
+        latents: np.ndarray,
         timer: StageTimer,
         started: float,
     ) -> GenerationResult:
@@ -370,14 +381,16 @@ class Engine:
         timer.add("write", t0)
         timer.timings["total"] = time.monotonic() - started
         duration = wave.shape[1] / audio.SAMPLE_RATE_OUT
+        assert params.seed is not None
         return GenerationResult(
             path=out_path,
             duration_sec=duration,
             sample_rate=audio.SAMPLE_RATE_OUT,
             channels=wave.shape[0],
-            seed=seed,
+            seed=params.seed,
             params=params,
             model_version=self.model_version,
             timings={k: round(v, 4) for k, v in timer.timings.items()},
             providers=self.providers_in_use(),
+            latents=latents,
         )

@@ -1,9 +1,8 @@
 """Log-mel spectrogram and DCAE mel normalisation in numpy (runtime side, no torch).
 
-Not used yet: this is the first stage of the audio→latents encode path that the audio-tasks work
-(retake, repaint, extend, audio2audio, edit) builds on, together with the exported
-``dcae_encoder`` graph and ``mel_frontend.npz``. It is kept, tested against the torch reference,
-because that work comes next.
+Used by the encode path of the tasks that read a source (repaint, extend, audio2audio, edit):
+:mod:`lofi_daemon.pipeline.encode` runs it with the exported ``mel_frontend.npz`` before the
+``dcae_encoder`` graph. It is tested against the torch reference.
 
 The encode path turns 44.1 kHz stereo audio into the normalised log-mel the DCAE encoder expects
 (upstream ``acestep/music_dcae/music_dcae_pipeline.py: MusicDCAE.encode``, with the vocoder's

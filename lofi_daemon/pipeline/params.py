@@ -2,12 +2,19 @@
 
 Defaults are the reference ``ACEStepPipeline.__call__`` defaults, except ``infer_steps``
 (27, the reference's fast setting) and ``duration_sec`` (30 s).
+
+The task fields follow upstream ``acestep/pipeline_ace_step.py: ACEStepPipeline.__call__``
+(``task``, ``retake_variance``, ``repaint_start``/``repaint_end``, ``ref_audio_strength``,
+``edit_target_prompt``, ``edit_n_min``/``edit_n_max``/``edit_n_avg``); extend has its own
+``extend_left``/``extend_right`` seconds instead of upstream's negative ``repaint_start``.
+Checks that need the source audio (the region inside the source, the extended length) are the
+engine's, made before any model runs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Final, Literal
 
 from lofi_daemon import errors
@@ -16,7 +23,16 @@ from lofi_daemon.errors import LofiError
 Scheduler = Literal["euler", "heun", "pingpong"]
 CfgType = Literal["apg", "cfg", "cfg_star"]
 AudioFormat = Literal["wav", "flac", "ogg"]
+Task = Literal["text2music", "retake", "repaint", "extend", "audio2audio", "edit"]
 
+TASKS: Final = ("text2music", "retake", "repaint", "extend", "audio2audio", "edit")
+SOURCE_TASKS: Final = ("repaint", "extend", "audio2audio", "edit")
+"""Tasks that start from a source (repaint, extend, edit) or reference (audio2audio) audio."""
+RETAKE_TASKS: Final = ("retake", "repaint", "extend")
+"""Tasks that draw a second noise from ``retake_seed`` (upstream ``add_retake_noise``)."""
+DEFAULT_RETAKE_VARIANCE: Final = {"retake": 0.5, "repaint": 0.5, "extend": 1.0}
+"""``retake_variance`` when not given: upstream's ``__call__`` default, 1.0 for extend as in the
+upstream UI (which starts an extension from pure noise)."""
 SCHEDULERS: Final = ("euler", "heun", "pingpong")
 CFG_TYPES: Final = ("apg", "cfg", "cfg_star")
 FORMATS: Final = ("wav", "flac", "ogg")
@@ -28,11 +44,35 @@ MAX_PROMPT_CHARS: Final = 1000
 MIN_STEPS: Final = 1
 MAX_STEPS: Final = 200
 MAX_SEED: Final = 2**32 - 1
+MAX_EDIT_N_AVG: Final = 8
+SAMPLES_PER_FRAME: Final = 4096
+MODEL_SAMPLE_RATE: Final = 44100
+
+TASK_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "retake_variance": RETAKE_TASKS,
+    "retake_seed": RETAKE_TASKS,
+    "repaint_start": ("repaint",),
+    "repaint_end": ("repaint",),
+    "extend_left": ("extend",),
+    "extend_right": ("extend",),
+    "ref_strength": ("audio2audio",),
+    "edit_prompt": ("edit",),
+    "edit_n_min": ("edit",),
+    "edit_n_max": ("edit",),
+    "edit_n_avg": ("edit",),
+}
+"""Each task-specific field and the tasks it may be set (changed from its default) for."""
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """Latent frames in ``seconds``: ``int(s·44100/4096)``, rounded down as upstream
+    (``text2music_diffusion_process``: ``repaint_start_frame``)."""
+    return int(seconds * MODEL_SAMPLE_RATE / SAMPLES_PER_FRAME)
 
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Everything that decides the audio of one text2music generation."""
+    """Everything that decides the audio of one generation (the source audio aside)."""
 
     prompt: str
     duration_sec: float = 30.0
@@ -52,6 +92,18 @@ class GenerationParams:
     use_erg_diffusion: bool = True
     format: AudioFormat = "wav"
     wav_subtype: Literal["pcm16", "float"] = "pcm16"
+    task: Task = "text2music"
+    retake_variance: float | None = None  # None: the task default (DEFAULT_RETAKE_VARIANCE)
+    retake_seed: int | None = None  # retake/repaint/extend second noise; None: random
+    repaint_start: float = 0.0  # seconds
+    repaint_end: float = 0.0  # seconds
+    extend_left: float = 0.0  # seconds added before the source
+    extend_right: float = 0.0  # seconds added after the source
+    ref_strength: float = 0.5  # audio2audio: 0 keeps little of the reference, →1 keeps it all
+    edit_prompt: str | None = None  # edit: the target prompt
+    edit_n_min: float = 0.0  # edit: first edited fraction of the steps
+    edit_n_max: float = 1.0  # edit: end of the edited fraction of the steps
+    edit_n_avg: int = 1  # edit: velocity samples averaged per edited step
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -59,7 +111,10 @@ class GenerationParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
-        """Build and validate parameters from a plain mapping (unknown keys are an error)."""
+        """Build and validate parameters from a plain mapping (unknown keys are an error).
+
+        Missing keys take their defaults, so sidecars written before a field existed still load.
+        """
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise LofiError(errors.INVALID_PARAMS, f"unknown parameter(s): {', '.join(unknown)}")
@@ -73,32 +128,46 @@ class GenerationParams:
         return asdict(self)
 
     def with_seed(self, seed: int) -> GenerationParams:
-        data = self.to_dict()
-        data["seed"] = seed
-        return GenerationParams(**data)
+        return replace(self, seed=seed)
+
+    @property
+    def uses_source(self) -> bool:
+        """Whether the task needs a source audio (or reference, for audio2audio)."""
+        return self.task in SOURCE_TASKS
+
+    @property
+    def uses_retake_noise(self) -> bool:
+        """Whether the task draws the second noise from ``retake_seed``."""
+        return self.task in RETAKE_TASKS
+
+    def resolved(self) -> GenerationParams:
+        """A copy with ``retake_variance`` set to the task default when it was not given."""
+        if self.retake_variance is None and self.task in DEFAULT_RETAKE_VARIANCE:
+            return replace(self, retake_variance=DEFAULT_RETAKE_VARIANCE[self.task])
+        return self
 
     def validate(self) -> None:
         """Raise a :class:`LofiError` naming the first invalid parameter."""
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise LofiError(errors.INVALID_PROMPT, "prompt must be a non-empty string")
-        _check_text(self.prompt)
-        if len(self.prompt) > MAX_PROMPT_CHARS:
+        _check_prompt("prompt", self.prompt)
+        if self.task not in TASKS:
             raise LofiError(
-                errors.INVALID_PROMPT,
-                f"prompt is {len(self.prompt)} characters; the limit is {MAX_PROMPT_CHARS}",
+                errors.INVALID_PARAMETER,
+                f"unknown task {self.task!r}; use one of {', '.join(TASKS)}",
             )
         duration = _number("duration_sec", self.duration_sec, errors.INVALID_DURATION)
-        if not MIN_DURATION_SEC <= duration <= MAX_DURATION_SEC:
+        if self.uses_source:
+            # The source decides the length; a resolved copy carries the actual one.
+            if duration <= 0:
+                raise LofiError(
+                    errors.INVALID_DURATION, f"duration_sec must be positive, got {duration:g}"
+                )
+        elif not MIN_DURATION_SEC <= duration <= MAX_DURATION_SEC:
             raise LofiError(
                 errors.INVALID_DURATION,
                 f"duration_sec must be between {MIN_DURATION_SEC:g} and {MAX_DURATION_SEC:g}, "
                 f"got {duration:g}",
             )
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
-            raise LofiError(
-                errors.INVALID_PARAMETER,
-                f"seed must be an integer in 0..{MAX_SEED}, got {self.seed!r}",
-            )
+        _check_seed("seed", self.seed)
         if not _is_int(self.infer_steps) or not MIN_STEPS <= self.infer_steps <= MAX_STEPS:
             raise LofiError(
                 errors.INVALID_INFERENCE_STEPS,
@@ -146,9 +215,28 @@ class GenerationParams:
                 errors.INVALID_FORMAT,
                 f"unknown wav_subtype {self.wav_subtype!r}; use one of {', '.join(WAV_SUBTYPES)}",
             )
+        validate_task_fields(self)
 
 
-def _check_text(prompt: str) -> None:
+def _check_prompt(name: str, prompt: Any) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise LofiError(errors.INVALID_PROMPT, f"{name} must be a non-empty string")
+    _check_text(name, prompt)
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise LofiError(
+            errors.INVALID_PROMPT,
+            f"{name} is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}",
+        )
+
+
+def _check_seed(name: str, seed: Any) -> None:
+    if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):
+        raise LofiError(
+            errors.INVALID_PARAMETER, f"{name} must be an integer in 0..{MAX_SEED}, got {seed!r}"
+        )
+
+
+def _check_text(name: str, prompt: str) -> None:
     """Reject a prompt that is not Unicode text: a lone surrogate (``"\\ud800"`` from a JSON
     escape) or an undecodable byte that Python kept as a surrogate (command-line arguments that
     are not UTF-8). Such a prompt cannot be encoded, so the tokenizer would fail later."""
@@ -157,7 +245,7 @@ def _check_text(prompt: str) -> None:
     except UnicodeEncodeError as exc:
         raise LofiError(
             errors.INVALID_PROMPT,
-            f"prompt is not valid text: character {exc.start + 1} is not Unicode "
+            f"{name} is not valid text: character {exc.start + 1} is not Unicode "
             "(invalid UTF-8 or a lone surrogate)",
         ) from None
 
@@ -176,3 +264,116 @@ def _number(name: str, value: Any, code: int) -> float:
     if not math.isfinite(number):
         raise LofiError(code, f"{name} must be finite, got {value!r}")
     return number
+
+
+def validate_task_fields(params: GenerationParams) -> None:
+    """The task's own fields: set only for their task, in range, and consistent with the rest.
+
+    Source-independent checks only; the engine checks the region and the extended length against
+    the source.
+    """
+    task = params.task
+    defaults = GenerationParams(prompt="-")
+    for name, tasks in TASK_FIELDS.items():
+        if task not in tasks and getattr(params, name) != getattr(defaults, name):
+            raise LofiError(
+                errors.INVALID_PARAMETER,
+                f"{name} applies to the task(s) {', '.join(tasks)}, not {task}",
+            )
+    if params.retake_variance is not None:
+        variance = _number("retake_variance", params.retake_variance, errors.INVALID_PARAMETER)
+        if not 0.0 <= variance <= 1.0:
+            raise LofiError(
+                errors.INVALID_PARAMETER,
+                f"retake_variance must be between 0 and 1, got {variance:g}",
+            )
+        if variance == 0.0 and task in ("repaint", "extend"):
+            # n_min = int(N·(1 − 0)) = N: no step would run and nothing would change.
+            raise LofiError(
+                errors.INVALID_PARAMETER,
+                f"retake_variance must be above 0 for {task} (0 regenerates nothing)",
+            )
+    _check_seed("retake_seed", params.retake_seed)
+    if task == "repaint":
+        _check_repaint(params)
+    elif task == "extend":
+        _check_extend(params)
+    elif task == "audio2audio":
+        _check_audio2audio(params)
+    elif task == "edit":
+        _check_edit(params)
+
+
+def _seconds(name: str, value: Any) -> float:
+    seconds = _number(name, value, errors.INVALID_PARAMETER)
+    if not 0.0 <= seconds <= MAX_DURATION_SEC:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"{name} must be between 0 and {MAX_DURATION_SEC:g} seconds, got {seconds:g}",
+        )
+    return seconds
+
+
+def _check_repaint(params: GenerationParams) -> None:
+    start = _seconds("repaint_start", params.repaint_start)
+    end = _seconds("repaint_end", params.repaint_end)
+    if seconds_to_frames(end) <= seconds_to_frames(start):
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"repaint_end ({end:g} s) must be after repaint_start ({start:g} s) by at least "
+            f"one latent frame ({SAMPLES_PER_FRAME / MODEL_SAMPLE_RATE:.3f} s)",
+        )
+
+
+def _check_extend(params: GenerationParams) -> None:
+    left = _seconds("extend_left", params.extend_left)
+    right = _seconds("extend_right", params.extend_right)
+    if seconds_to_frames(left) + seconds_to_frames(right) < 1:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            "extend needs extend_left or extend_right of at least one latent frame "
+            f"({SAMPLES_PER_FRAME / MODEL_SAMPLE_RATE:.3f} s)",
+        )
+
+
+def _check_audio2audio(params: GenerationParams) -> None:
+    strength = _number("ref_strength", params.ref_strength, errors.INVALID_PARAMETER)
+    if not 0.0 <= strength < 1.0:
+        raise LofiError(
+            errors.INVALID_PARAMETER, f"ref_strength must be in [0, 1), got {strength:g}"
+        )
+    # upstream add_latents_noise: N' = int((1 − strength)·infer_steps) steps run
+    if int((1.0 - strength) * params.infer_steps) < 1:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"ref_strength {strength:g} with infer_steps {params.infer_steps} leaves no step "
+            "to run (int((1 - ref_strength) * infer_steps) must be at least 1)",
+        )
+
+
+def _check_edit(params: GenerationParams) -> None:
+    if params.edit_prompt is None:
+        raise LofiError(errors.INVALID_PROMPT, "edit needs edit_prompt (the target prompt)")
+    _check_prompt("edit_prompt", params.edit_prompt)
+    n_min = _number("edit_n_min", params.edit_n_min, errors.INVALID_PARAMETER)
+    n_max = _number("edit_n_max", params.edit_n_max, errors.INVALID_PARAMETER)
+    if not 0.0 <= n_min < n_max <= 1.0:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"edit_n_min and edit_n_max must satisfy 0 <= edit_n_min < edit_n_max <= 1, "
+            f"got {n_min:g} and {n_max:g}",
+        )
+    if not _is_int(params.edit_n_avg) or not 1 <= params.edit_n_avg <= MAX_EDIT_N_AVG:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"edit_n_avg must be an integer in 1..{MAX_EDIT_N_AVG}, got {params.edit_n_avg!r}",
+        )
+    # upstream flowedit_diffusion_process always steps with Euler timesteps (its pingpong branch
+    # never updates the latents, heun is Euler there) and its calc_v knows apg and cfg only.
+    if params.scheduler != "euler":
+        raise LofiError(
+            errors.INVALID_SCHEDULER,
+            f"edit runs with the euler scheduler only, got scheduler {params.scheduler!r}",
+        )
+    if params.cfg_type == "cfg_star":
+        raise LofiError(errors.INVALID_CFG_TYPE, "edit supports cfg_type apg or cfg, not cfg_star")

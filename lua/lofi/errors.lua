@@ -31,6 +31,7 @@ M.daemon = {
   SETUP_FAILED = -32016,
   INVALID_FORMAT = -32017,
   OUTPUT_WRITE_FAILED = -32018,
+  INVALID_SOURCE = -32019,
 }
 
 -- Client codes (raised by the plugin itself; range -32100..-32199).

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from lofi_daemon.pipeline.conditioning import (
+    EditConditions,
     build_conditions,
+    build_edit_conditions,
     empty_lyrics,
     encode_text,
     erg_scale_rows,
@@ -219,3 +221,93 @@ def test_build_conditions_batches_the_variants_guidance_needs(
         np.testing.assert_array_equal(conditions.text_only, np.full((1, S + 3, D), 12.0))
     else:
         assert conditions.text_only is None
+
+
+# --- build_edit_conditions --------------------------------------------------------------------
+
+TAR_TEXT = np.full((1, S, D), 3.0, dtype=np.float32)
+TAR_MASK = np.array([[1, 1, 1, 1, 0]], dtype=np.int64)
+
+
+def _edit_encoder() -> Recorder:
+    """Like the real graph: mask = [1, text_mask, lyric_mask]; cond row b = text value + 10 b."""
+
+    def outputs(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        b, length = feeds["text_hidden"].shape[:2]
+        y = feeds["lyric_ids"].shape[1]
+        cond = feeds["text_hidden"][:, :1, :1] + 10.0 * np.arange(b)[:, None, None]
+        mask = np.concatenate(
+            [np.ones((b, 1)), feeds["text_mask"], feeds["lyric_mask"]], axis=1
+        ).astype(np.int64)
+        return [np.broadcast_to(cond, (b, 1 + length + y, D)).astype(np.float16), mask]
+
+    return Recorder(outputs)
+
+
+def _edit(
+    run: Recorder, tar_text: np.ndarray, tar_mask: np.ndarray, guided: bool
+) -> EditConditions:
+    return build_edit_conditions(
+        run,
+        TEXT,
+        TEXT_MASK,
+        tar_text,
+        tar_mask,
+        LYRIC_IDS,
+        LYRIC_MASK,
+        speaker_dim=SPEAKER,
+        n_blocks=BLOCKS,
+        guided=guided,
+    )
+
+
+def test_edit_conditions_null_rows_zero_text_speaker_lyrics_and_lyric_mask() -> None:
+    run = _edit_encoder()
+    c = _edit(run, TAR_TEXT, TAR_MASK, guided=True)
+    assert len(run.calls) == 1  # equal text lengths: one batch of 4
+    feeds = run.calls[0]
+    np.testing.assert_array_equal(feeds["text_hidden"][:, 0, 0], [1.0, 0.0, 3.0, 0.0])
+    np.testing.assert_array_equal(
+        feeds["text_mask"], [TEXT_MASK[0], TEXT_MASK[0], TAR_MASK[0], TAR_MASK[0]]
+    )
+    np.testing.assert_array_equal(
+        feeds["lyric_ids"], [LYRIC_IDS[0], [0, 0, 0], LYRIC_IDS[0], [0, 0, 0]]
+    )
+    np.testing.assert_array_equal(
+        feeds["lyric_mask"], [LYRIC_MASK[0], [0, 0, 0], LYRIC_MASK[0], [0, 0, 0]]
+    )
+    np.testing.assert_array_equal(feeds["speaker"], np.zeros((4, SPEAKER)))
+    np.testing.assert_array_equal(feeds["lyric_q_scale"], np.ones((4, BLOCKS)))  # no ERG
+    assert c.guided
+    assert c.src_null is not None and c.tar_null is not None
+    assert c.src_null_mask is not None and c.tar_null_mask is not None
+    np.testing.assert_array_equal(c.src[0, :, 0], 1.0)
+    np.testing.assert_array_equal(c.src_null[0, :, 0], 10.0)
+    np.testing.assert_array_equal(c.tar[0, :, 0], 23.0)
+    np.testing.assert_array_equal(c.tar_null[0, :, 0], 30.0)
+    np.testing.assert_array_equal(c.src_mask, [[1, 1, 1, 1, 0, 0, 1, 1, 0]])
+    np.testing.assert_array_equal(c.src_null_mask, [[1, 1, 1, 1, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(c.tar_mask, [[1, 1, 1, 1, 1, 0, 1, 1, 0]])
+    for a in (c.src, c.src_mask, c.tar, c.tar_mask, c.src_null, c.tar_null_mask):
+        assert a.dtype == np.float32
+
+
+def test_edit_conditions_with_different_prompt_lengths_use_two_calls() -> None:
+    run = _edit_encoder()
+    tar_text = np.full((1, S + 2, D), 3.0, dtype=np.float32)
+    tar_mask = np.ones((1, S + 2), dtype=np.int64)
+    c = _edit(run, tar_text, tar_mask, guided=True)
+    assert [call["text_hidden"].shape for call in run.calls] == [(2, S, D), (2, S + 2, D)]
+    assert c.src.shape == (1, 1 + S + 3, D)
+    assert c.tar.shape == (1, 1 + S + 2 + 3, D)
+    assert c.tar_null is not None
+    np.testing.assert_array_equal(c.tar_null[0, :, 0], 10.0)  # second row of its own call
+
+
+def test_edit_conditions_without_guidance_have_no_null_rows() -> None:
+    run = _edit_encoder()
+    c = _edit(run, TAR_TEXT, TAR_MASK, guided=False)
+    assert run.calls[0]["text_hidden"].shape[0] == 2
+    assert not c.guided
+    assert c.src_null is None and c.tar_null is None
+    np.testing.assert_array_equal(c.tar[0, :, 0], 13.0)

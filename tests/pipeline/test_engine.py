@@ -187,6 +187,10 @@ def test_pipeline_every_scheduler_and_guidance(
     assert result.sidecar()["path"] == "track.wav" and result.sidecar()["seed"] == 7
     assert (result.sample_rate, result.channels, result.seed) == (48000, 2, 7)
     assert result.duration_sec == pytest.approx(expected_samples(5.0) / 48000)
+    # the final latents come back with the result, outside the sidecar
+    assert result.latents.shape == (1, 8, 16, latent_frames(5.0))
+    assert result.latents.dtype == np.float32 and "latents" not in result.sidecar()
+    assert result.params.task == "text2music" and result.params.duration_sec == 5.0
 
     # The encoders run once per generation; the denoiser once per loop entry, with the
     # conditional and unconditional branches stacked in one batch inside the guidance interval.

@@ -11,7 +11,13 @@ import pytest
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.pipeline.params import MAX_SEED, GenerationParams
+from lofi_daemon.pipeline.params import (
+    MAX_SEED,
+    SOURCE_TASKS,
+    TASK_FIELDS,
+    TASKS,
+    GenerationParams,
+)
 
 DEFAULTS: dict[str, Any] = {
     "duration_sec": 30.0,
@@ -31,6 +37,18 @@ DEFAULTS: dict[str, Any] = {
     "use_erg_diffusion": True,
     "format": "wav",
     "wav_subtype": "pcm16",
+    "task": "text2music",
+    "retake_variance": None,
+    "retake_seed": None,
+    "repaint_start": 0.0,
+    "repaint_end": 0.0,
+    "extend_left": 0.0,
+    "extend_right": 0.0,
+    "ref_strength": 0.5,
+    "edit_prompt": None,
+    "edit_n_min": 0.0,
+    "edit_n_max": 1.0,
+    "edit_n_avg": 1,
 }
 
 GUIDANCE_SCALES = (
@@ -216,5 +234,199 @@ def test_to_dict_round_trips_through_from_dict() -> None:
         "wav_subtype": "float",
     }
     params = GenerationParams.from_dict(data)
-    assert params.to_dict() == data
+    assert params.to_dict() == {**DEFAULTS, **data}
     assert GenerationParams.from_dict(params.to_dict()) == params
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------
+
+# A valid set of fields for each task (the source itself is the engine's business).
+TASK_BASE: dict[str, dict[str, Any]] = {
+    "text2music": {},
+    "retake": {"task": "retake"},
+    "repaint": {"task": "repaint", "repaint_start": 1.0, "repaint_end": 3.0},
+    "extend": {"task": "extend", "extend_right": 5.0},
+    "audio2audio": {"task": "audio2audio"},
+    "edit": {"task": "edit", "edit_prompt": "jazz piano"},
+}
+
+# A value other than the default for each task-specific field.
+OTHER_VALUE: dict[str, Any] = {
+    "retake_variance": 0.3,
+    "retake_seed": 5,
+    "repaint_start": 1.0,
+    "repaint_end": 2.0,
+    "extend_left": 1.0,
+    "extend_right": 1.0,
+    "ref_strength": 0.7,
+    "edit_prompt": "jazz",
+    "edit_n_min": 0.2,
+    "edit_n_max": 0.8,
+    "edit_n_avg": 2,
+}
+
+
+def task_params(task: str, **overrides: Any) -> GenerationParams:
+    return GenerationParams.from_dict({"prompt": "lofi", **TASK_BASE[task], **overrides})
+
+
+def task_error(task: str, **overrides: Any) -> LofiError:
+    with pytest.raises(LofiError) as info:
+        task_params(task, **overrides)
+    return info.value
+
+
+def test_the_task_tables_cover_every_task_and_field() -> None:
+    assert set(TASK_BASE) == set(TASKS)
+    assert set(OTHER_VALUE) == set(TASK_FIELDS)
+    assert set(SOURCE_TASKS) == {"repaint", "extend", "audio2audio", "edit"}
+    for task in TASKS:
+        params = task_params(task)
+        assert params.task == task
+        assert params.uses_source == (task in SOURCE_TASKS)
+
+
+@pytest.mark.parametrize(
+    ("field", "task"),
+    [(f, t) for f, tasks in TASK_FIELDS.items() for t in TASKS if t not in tasks],
+)
+def test_a_task_field_on_another_task_is_refused(field: str, task: str) -> None:
+    error = task_error(task, **{field: OTHER_VALUE[field]})
+    assert error.code == errors.INVALID_PARAMETER
+    assert field in error.message and task in error.message
+
+
+@pytest.mark.parametrize(
+    ("field", "task"), [(f, t) for f, tasks in TASK_FIELDS.items() for t in tasks]
+)
+def test_a_task_field_is_accepted_on_its_own_task(field: str, task: str) -> None:
+    value = OTHER_VALUE[field]
+    if (task, field) == ("repaint", "repaint_end"):
+        value = 4.0  # after repaint_start
+    if (task, field) == ("edit", "edit_n_min"):
+        value = 0.2
+    assert getattr(task_params(task, **{field: value}), field) == value
+
+
+def test_an_unknown_task_is_refused() -> None:
+    error = _rejected("task", "remix")
+    assert error.code == errors.INVALID_PARAMETER
+    assert "remix" in error.message and "text2music" in error.message
+
+
+TASK_REJECTED: list[tuple[str, dict[str, Any], int, str]] = [
+    ("retake", {"retake_variance": -0.01}, errors.INVALID_PARAMETER, "retake_variance"),
+    ("retake", {"retake_variance": 1.01}, errors.INVALID_PARAMETER, "retake_variance"),
+    ("retake", {"retake_variance": math.nan}, errors.INVALID_PARAMETER, "retake_variance"),
+    ("retake", {"retake_variance": True}, errors.INVALID_PARAMETER, "retake_variance"),
+    ("retake", {"retake_seed": -1}, errors.INVALID_PARAMETER, "retake_seed"),
+    ("retake", {"retake_seed": MAX_SEED + 1}, errors.INVALID_PARAMETER, "retake_seed"),
+    ("retake", {"retake_seed": 1.0}, errors.INVALID_PARAMETER, "retake_seed"),
+    ("repaint", {"retake_variance": 0.0}, errors.INVALID_PARAMETER, "retake_variance"),
+    ("extend", {"retake_variance": 0}, errors.INVALID_PARAMETER, "retake_variance"),
+    ("repaint", {"repaint_start": -1.0}, errors.INVALID_PARAMETER, "repaint_start"),
+    ("repaint", {"repaint_end": math.inf}, errors.INVALID_PARAMETER, "repaint_end"),
+    ("repaint", {"repaint_end": 241.0}, errors.INVALID_PARAMETER, "repaint_end"),
+    ("repaint", {"repaint_end": 1.0}, errors.INVALID_PARAMETER, "repaint_end"),  # = start
+    ("repaint", {"repaint_end": 1.02}, errors.INVALID_PARAMETER, "repaint_end"),  # same frame
+    ("repaint", {"repaint_start": "1"}, errors.INVALID_PARAMETER, "repaint_start"),
+    ("extend", {"extend_right": 0.0}, errors.INVALID_PARAMETER, "extend_left or extend_right"),
+    ("extend", {"extend_right": 0.05}, errors.INVALID_PARAMETER, "extend_left or extend_right"),
+    ("extend", {"extend_left": -1.0}, errors.INVALID_PARAMETER, "extend_left"),
+    ("extend", {"extend_right": 250.0}, errors.INVALID_PARAMETER, "extend_right"),
+    ("audio2audio", {"ref_strength": 1.0}, errors.INVALID_PARAMETER, "ref_strength"),
+    ("audio2audio", {"ref_strength": -0.1}, errors.INVALID_PARAMETER, "ref_strength"),
+    ("audio2audio", {"ref_strength": math.nan}, errors.INVALID_PARAMETER, "ref_strength"),
+    # int((1 - 0.9) * 5) = 0 steps left
+    ("audio2audio", {"ref_strength": 0.9, "infer_steps": 5}, errors.INVALID_PARAMETER, "ref_"),
+    ("edit", {"edit_prompt": None}, errors.INVALID_PROMPT, "edit_prompt"),
+    ("edit", {"edit_prompt": "  "}, errors.INVALID_PROMPT, "edit_prompt"),
+    ("edit", {"edit_prompt": "x" * 1001}, errors.INVALID_PROMPT, "edit_prompt"),
+    ("edit", {"edit_prompt": "rain \udcff"}, errors.INVALID_PROMPT, "edit_prompt"),
+    ("edit", {"edit_prompt": 3}, errors.INVALID_PROMPT, "edit_prompt"),
+    ("edit", {"edit_n_min": 0.5, "edit_n_max": 0.5}, errors.INVALID_PARAMETER, "edit_n_min"),
+    ("edit", {"edit_n_min": -0.1}, errors.INVALID_PARAMETER, "edit_n_min"),
+    ("edit", {"edit_n_max": 1.5}, errors.INVALID_PARAMETER, "edit_n_max"),
+    ("edit", {"edit_n_avg": 0}, errors.INVALID_PARAMETER, "edit_n_avg"),
+    ("edit", {"edit_n_avg": 9}, errors.INVALID_PARAMETER, "edit_n_avg"),
+    ("edit", {"edit_n_avg": 2.0}, errors.INVALID_PARAMETER, "edit_n_avg"),
+    ("edit", {"scheduler": "heun"}, errors.INVALID_SCHEDULER, "euler"),
+    ("edit", {"scheduler": "pingpong"}, errors.INVALID_SCHEDULER, "euler"),
+    ("edit", {"cfg_type": "cfg_star"}, errors.INVALID_CFG_TYPE, "cfg_star"),
+]
+
+
+@pytest.mark.parametrize(("task", "overrides", "code", "fragment"), TASK_REJECTED)
+def test_an_invalid_task_field_gets_its_code(
+    task: str, overrides: dict[str, Any], code: int, fragment: str
+) -> None:
+    error = task_error(task, **overrides)
+    assert error.code == code, error.message
+    assert fragment in error.message
+
+
+TASK_ACCEPTED: list[tuple[str, dict[str, Any]]] = [
+    ("retake", {"retake_variance": 0.0}),  # reproduces text2music
+    ("retake", {"retake_variance": 1.0, "retake_seed": MAX_SEED}),
+    ("repaint", {"repaint_start": 0.0, "repaint_end": 240.0}),
+    ("extend", {"extend_left": 3.0, "extend_right": 0.0, "retake_variance": 0.4}),
+    ("audio2audio", {"ref_strength": 0.0}),
+    ("audio2audio", {"ref_strength": 0.95, "infer_steps": 20}),
+    ("edit", {"edit_n_min": 0.0, "edit_n_max": 0.01, "edit_n_avg": 8, "cfg_type": "cfg"}),
+    # the source decides the length: duration_sec is not range-checked for source tasks
+    ("repaint", {"duration_sec": 240.01}),
+]
+
+
+@pytest.mark.parametrize(("task", "overrides"), TASK_ACCEPTED)
+def test_task_values_at_the_edges_are_accepted(task: str, overrides: dict[str, Any]) -> None:
+    params = task_params(task, **overrides)
+    for name, value in overrides.items():
+        assert getattr(params, name) == value
+
+
+def test_duration_is_still_checked_for_text_tasks_and_must_be_positive_for_source_tasks() -> None:
+    assert task_error("retake", duration_sec=241.0).code == errors.INVALID_DURATION
+    assert task_error("edit", duration_sec=0).code == errors.INVALID_DURATION
+    assert task_error("extend", duration_sec=math.nan).code == errors.INVALID_DURATION
+
+
+@pytest.mark.parametrize(
+    ("task", "variance"),
+    [
+        ("text2music", None),
+        ("retake", 0.5),
+        ("repaint", 0.5),
+        ("extend", 1.0),
+        ("audio2audio", None),
+        ("edit", None),
+    ],
+)
+def test_resolved_fills_the_task_default_variance(task: str, variance: float | None) -> None:
+    params = task_params(task)
+    assert params.retake_variance is None
+    resolved = params.resolved()
+    assert resolved.retake_variance == variance
+    assert dataclasses.replace(resolved, retake_variance=None) == params
+    # a given variance is kept
+    if variance is not None:
+        assert task_params(task, retake_variance=0.25).resolved().retake_variance == 0.25
+
+
+def test_an_old_sidecar_without_the_task_fields_loads_as_text2music() -> None:
+    old = {key: value for key, value in DEFAULTS.items() if key not in TASK_FIELDS}
+    del old["task"]
+    params = GenerationParams.from_dict({"prompt": "lofi", **old, "seed": 3})
+    assert params == GenerationParams(prompt="lofi", seed=3)
+    assert params.task == "text2music"
+
+
+def test_a_task_round_trips_through_to_dict() -> None:
+    params = task_params("edit", edit_n_min=0.2, edit_n_max=0.4, edit_n_avg=3, seed=9)
+    data = params.to_dict()
+    assert data["task"] == "edit" and data["edit_prompt"] == "jazz piano"
+    assert set(data) == set(DEFAULTS) | {"prompt"}
+    assert GenerationParams.from_dict(data) == params
+    assert params.with_seed(4).to_dict() == {**data, "seed": 4}
