@@ -55,6 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["text", "json"],
         help="text: print the model directory when done; json: one JSON event per line on stdout",
     )
+    onnx.add_argument(
+        "--lora",
+        type=Path,
+        default=None,
+        help="merge this LoRA (a folder with pytorch_lora_weights.safetensors, or the file) "
+        "into the transformer weights (docs/lora.md)",
+    )
+    onnx.add_argument(
+        "--lora-weight", type=float, default=1.0, help="the LoRA's weight (default 1.0)"
+    )
+    onnx.add_argument(
+        "--lora-source", default=None, help="how the manifest names the LoRA (default: --lora)"
+    )
+    onnx.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="with --lora: a model directory exported from the same checkpoint; export only "
+        "the graphs the LoRA changes and hard-link the other files from it",
+    )
 
     tiny = sub.add_parser("tiny", help="write a random-weight checkpoint in the official layout")
     tiny.add_argument("checkpoint_dir", type=Path)
@@ -109,13 +129,22 @@ def _run(args: argparse.Namespace, events: ProgressFn | None) -> int:
             return _bench_torch(args)
         else:
             from .export_models import export_models
+            from .lora import LoraRequest
 
+            if args.lora is None and (args.base is not None or args.lora_source is not None):
+                raise ExportError("--base and --lora-source need --lora")
+            lora = (
+                LoraRequest(args.lora, args.lora_weight, args.lora_source, args.base)
+                if args.lora is not None
+                else None
+            )
             path = export_models(
                 args.checkpoint_dir,
                 args.models_dir,
                 precision=args.precision,
                 force=args.force,
                 progress=events,
+                lora=lora,
             )
             if events is not None:
                 events(done_event(path))

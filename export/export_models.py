@@ -32,21 +32,27 @@ from .graphs import (
     TextEncoderGraph,
     VocoderGraph,
 )
+from .lora import Lora, LoraRequest
 from .manifest_writer import write_manifest
 from .modules.vocoder import infer_vocoder_config
 from .onnx_writer import INLINE_LIMIT_BYTES, ExportedGraph, WeightLookup, export_graph
 from .opened_checkpoint import OpenCheckpoint, open_checkpoint
 from .progress import ProgressFn, graph_event, graph_start_event, start_event
+from .variant import export_variant
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32",)
 
 
-def _lookup(source: TensorSource) -> WeightLookup:
+def _lookup(source: TensorSource, lora: Lora | None = None) -> WeightLookup:
+    """Checkpoint weights by graph initializer name; with ``lora``, merged into the Linears."""
+
     def weights(name: str, shape: tuple[int, ...]) -> np.ndarray:
         key = name.removeprefix(PREFIX)
-        return source.numpy(key)
+        if lora is None:
+            return source.numpy(key)
+        return lora.merged(key, source.numpy(key))
 
     return weights
 
@@ -59,8 +65,13 @@ def export_models(
     force: bool = False,
     inline_limit: int = INLINE_LIMIT_BYTES,
     progress: ProgressFn | None = None,
+    lora: LoraRequest | None = None,
 ) -> Path:
     """Export every graph of ``checkpoint_dir`` into ``models_dir`` (atomically).
+
+    With ``lora`` the LoRA is merged into the transformer's weights (:mod:`.lora`) and recorded
+    in the manifest; with ``lora.base`` too, only the graphs it changes are exported and the
+    other files are hard-linked from that model directory (:mod:`.variant`).
 
     ``progress`` receives the ``start`` event once the checkpoint is validated and one ``graph``
     event per graph file written (see :mod:`.progress`); the caller reports ``done``/``error``.
@@ -77,6 +88,17 @@ def export_models(
     if models_dir.exists() and any(models_dir.iterdir()) and not force:
         raise ExportError(
             f"{models_dir}: folder exists and is not empty (use --force to replace it)"
+        )
+    merged = lora.read(ckpt.transformer.shapes()) if lora is not None else None
+    if merged is not None and lora is not None and lora.base is not None:
+        return export_variant(
+            ckpt,
+            models_dir,
+            lora.base,
+            merged,
+            export_graphs=export_all_graphs,
+            inline_limit=inline_limit,
+            progress=progress,
         )
     notify = progress or (lambda _event: None)
     total = len(GRAPH_NAMES)
@@ -99,10 +121,13 @@ def export_models(
             inline_limit=inline_limit,
             on_graph=on_graph,
             on_graph_start=on_graph_start,
+            lora=merged,
         )
         shutil.copyfile(ckpt.text_encoder.folder / "tokenizer.json", staging / "tokenizer.json")
         _write_mel_frontend(ckpt, staging)
-        write_manifest(staging, ckpt, graphs, precision=precision)
+        write_manifest(
+            staging, ckpt, graphs, precision=precision, lora=merged.record() if merged else None
+        )
         replace_dir(staging, models_dir)
     except BaseException:
         remove_tree(staging)
@@ -119,8 +144,11 @@ def export_all_graphs(
     only: tuple[str, ...] | None = None,
     on_graph: Callable[[ExportedGraph], None] | None = None,
     on_graph_start: Callable[[str], None] | None = None,
+    lora: Lora | None = None,
 ) -> list[ExportedGraph]:
     """Export the graphs of :data:`.graphs.GRAPH_NAMES` (or those in ``only``) into ``out``.
+
+    ``lora``: merged into the transformer weights of the condition encoder and the denoiser.
 
     ``on_graph_start`` is called with a graph's name before it is built and traced, ``on_graph``
     after its file (and its external data) is written.
@@ -195,7 +223,7 @@ def export_all_graphs(
                     {0: batch, 1: lyric_len},
                     {0: batch},
                 ),
-                weights=_lookup(dit_source),
+                weights=_lookup(dit_source, lora),
                 inline_limit=inline_limit,
             )
         )
@@ -221,7 +249,7 @@ def export_all_graphs(
                     {0: batch, 1: cond_len},
                     {0: batch},
                 ),
-                weights=_lookup(dit_source),
+                weights=_lookup(dit_source, lora),
                 inline_limit=inline_limit,
             )
         )

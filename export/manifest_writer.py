@@ -14,6 +14,7 @@ from lofi_daemon.model import layout
 from lofi_daemon.model.manifest import MANIFEST_NAME, sha256_file
 from lofi_daemon.pipeline.params import GenerationParams
 
+from .graphs import GRAPH_NAMES
 from .onnx_writer import OPSET, ExportedGraph, IOSpec
 from .opened_checkpoint import OpenCheckpoint
 
@@ -79,36 +80,62 @@ def build_constants(ckpt: OpenCheckpoint) -> dict[str, Any]:
     }
 
 
+def source_files(ckpt: OpenCheckpoint) -> dict[str, dict[str, Any]]:
+    """The manifest's ``source.files``: sha256 and size of every checkpoint file the export reads."""
+    return _source_files(ckpt)
+
+
+def graph_entry(graph: ExportedGraph) -> dict[str, Any]:
+    return {
+        "file": graph.path.name,
+        "external_data": graph.external_data.name if graph.external_data else None,
+        "inputs": _io(graph.inputs),
+        "outputs": _io(graph.outputs),
+    }
+
+
 def write_manifest(
-    out: Path, ckpt: OpenCheckpoint, graphs: list[ExportedGraph], *, precision: str
+    out: Path,
+    ckpt: OpenCheckpoint,
+    graphs: list[ExportedGraph],
+    *,
+    precision: str,
+    lora: dict[str, Any] | None = None,
+    base_graphs: dict[str, Any] | None = None,
+    known_files: dict[str, dict[str, Any]] | None = None,
+    source: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write ``out/manifest.json`` and return it. Every other file in ``out`` must be final."""
-    source = _source_files(ckpt)
-    source_digest = hashlib.sha256(
+    """Write ``out/manifest.json`` and return it. Every other file in ``out`` must be final.
+
+    ``lora``: the merged LoRA's record (:meth:`.lora.Lora.record`); it also changes
+    ``model_version``. ``base_graphs``: entries of graphs not exported here (a LoRA variant's
+    files linked from its base). ``known_files``: file entries already hashed (those linked
+    files). ``source``: :func:`source_files`, when the caller has it already.
+    """
+    source = source if source is not None else _source_files(ckpt)
+    digest = hashlib.sha256(
         json.dumps({k: v["sha256"] for k, v in source.items()}, sort_keys=True).encode()
-    ).hexdigest()
+    )
+    if lora is not None:  # the track ids hash model_version: a variant must not share the base's
+        digest.update(json.dumps(lora, sort_keys=True).encode())
+    source_digest = digest.hexdigest()
     defaults = GenerationParams(prompt="-").to_dict()
     defaults.pop("prompt")
     defaults.pop("seed")
+    known = known_files or {}
     files = {
-        path.name: {"sha256": sha256_file(path), "size": path.stat().st_size}
+        path.name: known.get(path.name)
+        or {"sha256": sha256_file(path), "size": path.stat().st_size}
         for path in sorted(out.iterdir())
         if path.is_file() and path.name != MANIFEST_NAME
     }
-    manifest = {
+    entries = {**(base_graphs or {}), **{g.name: graph_entry(g) for g in graphs}}
+    manifest: dict[str, Any] = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "model": "ace-step-v1",
         "model_version": f"ace-step-v1-{precision}-{source_digest[:12]}",
         "precision": precision,
-        "graphs": {
-            g.name: {
-                "file": g.path.name,
-                "external_data": g.external_data.name if g.external_data else None,
-                "inputs": _io(g.inputs),
-                "outputs": _io(g.outputs),
-            }
-            for g in graphs
-        },
+        "graphs": {name: entries[name] for name in GRAPH_NAMES if name in entries},
         "tokenizer": {"file": "tokenizer.json", "pad_id": 0, "eos_id": 1},
         "mel_frontend": {"file": "mel_frontend.npz", "n_fft": 2048, "hop_length": 512},
         "constants": build_constants(ckpt),
@@ -125,5 +152,7 @@ def write_manifest(
         },
         "files": files,
     }
+    if lora is not None:
+        manifest["lora"] = lora
     write_json_atomic(out / MANIFEST_NAME, manifest)
     return manifest

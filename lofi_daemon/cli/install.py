@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from lofi_daemon import errors
+from lofi_daemon.errors import LofiError
 from lofi_daemon.install.installer import run_install
-from lofi_daemon.install.options import InstallOptions
+from lofi_daemon.install.options import REPO_ID, InstallOptions
 from lofi_daemon.install.plan import InstallPlan
 from lofi_daemon.install.progress import format_bytes
+from lofi_daemon.install.variant import VariantOptions, run_variant_install
 from lofi_daemon.install.verify import verify_installation
 from lofi_daemon.paths import default_models_dir
 
@@ -57,6 +61,19 @@ def add_setup_parser(sub: argparse._SubParsersAction) -> None:
         help="only check the installed files against their sha256 and exit",
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--lora",
+        default=None,
+        metavar="DIR_OR_HUB_REPO",
+        help="install a LoRA (folder with pytorch_lora_weights.safetensors, or a hub repo id) "
+        "as a named variant beside the installed base model (docs/lora.md)",
+    )
+    p.add_argument("--lora-weight", type=float, default=1.0, help="the LoRA's weight (1.0)")
+    p.add_argument(
+        "--lora-name",
+        default=None,
+        help="the variant's name (default: the LoRA's folder or repository name)",
+    )
 
 
 class ProgressPrinter:
@@ -96,8 +113,9 @@ class ProgressPrinter:
 
 def ask_download(plan: InstallPlan) -> bool:
     """Ask on the terminal whether to download what ``plan`` still needs."""
+    what = "ACE-Step v1 weights" if plan.repo_id == REPO_ID else f"the LoRA {plan.repo_id}"
     sys.stderr.write(
-        f"lofi-daemon: download {format_bytes(plan.remaining_bytes)} of ACE-Step v1 weights from the "
+        f"lofi-daemon: download {format_bytes(plan.remaining_bytes)} of {what} from the "
         "Hugging Face hub? [y/N] "
     )
     sys.stderr.flush()
@@ -117,6 +135,8 @@ def run_setup_cli(args: argparse.Namespace) -> int:
             printer.finish()
             print(f"{models}: every sha256 matches ({manifest.model_version})")
             return 0
+        if args.lora is None and (args.lora_name is not None or args.lora_weight != 1.0):
+            raise LofiError(errors.INVALID_PARAMETER, "--lora-name and --lora-weight need --lora")
         options = InstallOptions(
             models_dir=models,
             checkpoint=args.checkpoint,
@@ -126,6 +146,8 @@ def run_setup_cli(args: argparse.Namespace) -> int:
             revision=args.revision,
         )
         confirm = ask_download if not args.yes and sys.stdin.isatty() else None
+        if args.lora is not None:
+            return _setup_variant(args, options, printer, confirm)
         result = run_install(options, progress=printer, confirm=confirm)
     finally:
         printer.finish()
@@ -137,6 +159,24 @@ def run_setup_cli(args: argparse.Namespace) -> int:
     elif result.already_installed:
         sys.stderr.write(
             f"lofi-daemon: already installed and verified (use --force to reinstall): {models}\n"
+        )
+    print(result.models_dir)
+    return 0
+
+
+def _setup_variant(
+    args: argparse.Namespace,
+    options: InstallOptions,
+    printer: ProgressPrinter,
+    confirm: Callable[[InstallPlan], bool] | None,
+) -> int:
+    variant = VariantOptions(args.lora, args.lora_weight, args.lora_name, options)
+    result = run_variant_install(variant, progress=printer, confirm=confirm)
+    printer.finish()
+    if result.already_installed:
+        sys.stderr.write(
+            f"lofi-daemon: variant {result.name!r} is already installed with this LoRA and weight "
+            f"(use --force to export again): {result.models_dir}\n"
         )
     print(result.models_dir)
     return 0

@@ -24,7 +24,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -117,10 +117,13 @@ class ExportStatus:
             self.error = event
 
 
-def exporter_command(options: InstallOptions, checkpoint_dir: Path, out: Path) -> list[str]:
+def exporter_command(
+    options: InstallOptions, checkpoint_dir: Path, out: Path, extra: Sequence[str] = ()
+) -> list[str]:
+    """The exporter's command line; ``extra`` (e.g. ``--lora ...``) goes last."""
     exporter = options.exporter or (sys.executable, "-m", "lofi_export")
     args = ["--log-level", "INFO", "onnx", str(checkpoint_dir), str(out), "--force"]
-    return [*exporter, *args, "--progress", "json"]
+    return [*exporter, *args, "--progress", "json", *extra]
 
 
 def export_checkpoint(
@@ -130,8 +133,11 @@ def export_checkpoint(
     report: Reporter,
     cancel: threading.Event,
     lock_fd: int | None,
+    extra: Sequence[str] = (),
 ) -> Path:
     """Export ``checkpoint_dir`` into the model directory ``out``; returns ``out``.
+
+    ``extra``: further exporter arguments (a LoRA variant's ``--lora ... --base ...``).
 
     Progress is phase ``export``, counted in graphs.
 
@@ -145,7 +151,7 @@ def export_checkpoint(
     status = ExportStatus()
     report("export", 0, status.total, f"exporting {checkpoint_dir} to ONNX")
     child = Child(
-        exporter_command(options, checkpoint_dir, out), child_env(options), lock_fd=lock_fd
+        exporter_command(options, checkpoint_dir, out, extra), child_env(options), lock_fd=lock_fd
     )
 
     def tick() -> None:

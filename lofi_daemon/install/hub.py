@@ -10,6 +10,10 @@ can be stopped at once by killing the child. It prints one JSON object on stdout
     the weights once stored as fp32 (read from the safetensors headers, nothing else downloaded).
 ``download REPO REV DIR``
     fetch those files into DIR; huggingface_hub resumes partial files found there.
+``lora-probe REPO``
+    the commit, size and checksum of the repository's ``pytorch_lora_weights.safetensors``.
+``lora-download REPO REV DIR``
+    fetch only that file into DIR.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 from typing import Any
 
 from lofi_daemon.install.options import ALLOW_PATTERNS
+from lofi_daemon.model.variants import LORA_FILE
 
 
 def probe(repo_id: str, revision: str | None) -> dict[str, Any]:
@@ -78,6 +83,34 @@ def download(repo_id: str, revision: str, local_dir: str) -> dict[str, Any]:
     return {}
 
 
+def lora_probe(repo_id: str) -> dict[str, Any]:
+    """The answer to ``lora-probe``: ``revision`` and ``file`` (path, size, sha256, blob_id)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id, files_metadata=True, timeout=60)
+    found = [s for s in info.siblings or [] if s.rfilename == LORA_FILE]
+    if not found:
+        raise FileNotFoundError(f"{repo_id} has no {LORA_FILE}")
+    file = found[0]
+    return {
+        "revision": info.sha,
+        "file": {
+            "path": file.rfilename,
+            "size": int(file.lfs.size if file.lfs else file.size or 0),
+            "sha256": file.lfs.sha256 if file.lfs else None,
+            "blob_id": file.blob_id,
+        },
+    }
+
+
+def lora_download(repo_id: str, revision: str, local_dir: str) -> dict[str, Any]:
+    """The answer to ``lora-download`` (nothing but ``ok``): the file is in ``local_dir``."""
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download(repo_id, LORA_FILE, revision=revision, local_dir=local_dir)
+    return {}
+
+
 #: What huggingface_hub and requests wrap around the reason of a failure.
 _REQUEST_ID = re.compile(r"\s*\(?Request ID: [^)]*\)?", re.IGNORECASE)
 _HTTP_PREFIX = re.compile(r"^\d{3} (?:Client|Server) Error\.?\s*")
@@ -121,11 +154,21 @@ def main(argv: list[str]) -> int:
     fetch_cmd.add_argument("repo_id")
     fetch_cmd.add_argument("revision")
     fetch_cmd.add_argument("local_dir")
+    lora_probe_cmd = sub.add_parser("lora-probe")
+    lora_probe_cmd.add_argument("repo_id")
+    lora_cmd = sub.add_parser("lora-download")
+    lora_cmd.add_argument("repo_id")
+    lora_cmd.add_argument("revision")
+    lora_cmd.add_argument("local_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         if args.command == "probe":
             answer = probe(args.repo_id, args.revision)
+        elif args.command == "lora-probe":
+            answer = lora_probe(args.repo_id)
+        elif args.command == "lora-download":
+            answer = lora_download(args.repo_id, args.revision, args.local_dir)
         else:
             answer = download(args.repo_id, args.revision, args.local_dir)
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as JSON
