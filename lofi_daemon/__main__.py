@@ -7,7 +7,8 @@ import logging
 import sys
 
 from lofi_daemon import __version__
-from lofi_daemon.cli.generate import add_bench_parser, add_generate_parser, run_bench, run_generate
+from lofi_daemon.cli.bench import add_bench_parser, run_bench
+from lofi_daemon.cli.generate import add_generate_parser, run_generate
 from lofi_daemon.cli.install import add_setup_parser, run_setup_cli
 from lofi_daemon.cli.serve import (
     DEFAULT_LOG_LEVEL,

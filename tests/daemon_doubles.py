@@ -23,6 +23,7 @@ from lofi_daemon.cli.serve import ServeConfig
 from lofi_daemon.errors import CancelledError, LofiError
 from lofi_daemon.pipeline.engine import GenerationResult
 from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.pipeline.source import SourceAudio
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.server import DaemonServer
 
@@ -61,6 +62,7 @@ class FakeEngine:
     pause_at: int | None = None
     noisy: bool = False
     calls: list[GenerationParams] = field(default_factory=list)
+    sources: list[SourceAudio | None] = field(default_factory=list)
     paused: threading.Event = field(default_factory=threading.Event)
     resume: threading.Event = field(default_factory=threading.Event)
     cancelled_at: int | None = None
@@ -93,8 +95,10 @@ class FakeEngine:
         *,
         progress: Callable[[FakeProgress], None] | None = None,
         cancel: threading.Event | None = None,
+        source: SourceAudio | None = None,
     ) -> FakeResult:
         self.calls.append(params)
+        self.sources.append(source)
         if self.noisy:
             print("stray print from the engine")
             os.write(1, b"stray native write\n")
@@ -141,7 +145,13 @@ class FakeEngine:
             model_version=self.version,
             timings={"encode": 0.0, "diffusion": elapsed, "decode": 0.0, "total": elapsed},
             providers=["CPUExecutionProvider"],
+            latents=self._latents(params.duration_sec, seed),
         )
+
+    @staticmethod
+    def _latents(duration_sec: float, seed: int) -> np.ndarray:
+        frames = max(1, int(duration_sec * 44100 / 4096))
+        return np.random.default_rng(seed).standard_normal((1, 8, 16, frames), dtype=np.float32)
 
     @staticmethod
     def _audio(duration_sec: float, seed: int) -> np.ndarray:

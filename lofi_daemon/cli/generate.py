@@ -1,27 +1,33 @@
-"""``lofi-daemon generate`` and ``lofi-daemon bench``: the engine from a terminal."""
+"""``lofi-daemon generate``: the engine from a terminal (the audio-task flags are in
+:mod:`lofi_daemon.cli.task_args`, ``bench`` in :mod:`lofi_daemon.cli.bench`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import resource
 import secrets
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from lofi_daemon import errors
 from lofi_daemon.cli.output import check_output_path, is_lofi_sidecar, output_format, sidecar_path
+from lofi_daemon.cli.task_args import (
+    SourceFile,
+    add_task_arguments,
+    check_task_flags,
+    load_noise,
+    source_file,
+    task_fields,
+    variant_models_dir,
+)
 from lofi_daemon.errors import LofiError
 from lofi_daemon.fsutil import write_json_atomic
 from lofi_daemon.paths import default_models_dir
-from lofi_daemon.pipeline.decode import DecodeSettings
 from lofi_daemon.pipeline.engine import Engine, GenerationResult
 from lofi_daemon.pipeline.params import CFG_TYPES, FORMATS, SCHEDULERS, GenerationParams
 from lofi_daemon.pipeline.progress import Progress
 from lofi_daemon.pipeline.providers import PROVIDER_CHOICES
+from lofi_daemon.pipeline.source import SourceAudio
 
 LOG = logging.getLogger(__name__)
 
@@ -64,14 +70,15 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
-        help="generate one track from a text prompt",
-        description="Generate one track from a text prompt. The audio file goes to -o FILE, else "
+        help="generate one track from a text prompt (or repaint, extend, edit an audio file)",
+        description="Generate one track from a text prompt, or make one from an audio file "
+        "(--task repaint, extend, edit, audio2audio). The audio file goes to -o FILE, else "
         "to lofi-SEED.FORMAT in the current folder; its metadata goes beside it, in the same "
         "name with .json.",
         formatter_class=DefaultsHelp,
     )
     p.add_argument("prompt", help="what to play, e.g. 'lofi hip hop, mellow rhodes, 80 bpm'")
-    p.add_argument("--duration", type=float, default=30.0, help="length in seconds, 5-240")
+    add_task_arguments(p)
     p.add_argument("--steps", type=int, default=27, help="denoising steps")
     p.add_argument(
         "--seed",
@@ -109,6 +116,12 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         help="start from this .npy of shape [1, 8, 16, T] instead of seeded noise",
     )
     p.add_argument(
+        "--variant",
+        default=None,
+        metavar="NAME",
+        help="generate with this installed LoRA variant of the models",
+    )
+    p.add_argument(
         "--format",
         default=None,
         help=" | ".join(FORMATS) + " (default: from -o's extension, else wav)",
@@ -128,28 +141,11 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     add_engine_arguments(p)
 
 
-def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench", help="measure per-phase times, steps/s, real-time factor and peak memory"
-    )
-    p.add_argument("--duration", type=float, default=30.0)
-    p.add_argument("--steps", type=int, default=27)
-    p.add_argument("--runs", type=int, default=1)
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="checkpoint folder, to time the project's torch modules too (needs the export extra)",
-    )
-    p.add_argument("--keep-loaded", action="store_true")
-    add_engine_arguments(p)
-
-
 def _params(args: argparse.Namespace, seed: int) -> GenerationParams:
     return GenerationParams.from_dict(
         {
+            **task_fields(args),
             "prompt": args.prompt,
-            "duration_sec": args.duration,
             "seed": seed,
             "infer_steps": args.steps,
             "guidance_scale": args.guidance_scale,
@@ -195,24 +191,27 @@ class ProgressBar:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    check_task_flags(args)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     params = _params(args, seed)
-    noise = None
-    if args.initial_noise is not None:
-        try:
-            noise = np.load(args.initial_noise, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise LofiError(
-                errors.INVALID_PARAMETER, f"cannot read initial noise {args.initial_noise}: {exc}"
-            ) from exc
+    noise = load_noise(args.initial_noise, "--initial-noise")
+    retake_noise = load_noise(args.retake_noise, "--retake-noise")
+    source = source_file(args)  # checked before any model is loaded
     output = args.output or Path(f"lofi-{seed}.{params.format}")
     models_dir = args.models or default_models_dir()
     check_output_path(output, models_dir)  # before any model time is spent
-    engine = Engine(models_dir, provider=args.provider, threads=args.threads)
-    result = engine.generate(
-        params, output, progress=ProgressBar(not args.no_progress), initial_noise=noise
+    engine = Engine(
+        variant_models_dir(models_dir, args.variant), provider=args.provider, threads=args.threads
     )
-    write_sidecar(result)
+    result = engine.generate(
+        params,
+        output,
+        progress=ProgressBar(not args.no_progress),
+        initial_noise=noise,
+        retake_noise=retake_noise,
+        source=source_audio(source),
+    )
+    write_sidecar(result, source=source, variant=args.variant)
     LOG.info(
         "wrote %s (%.2f s, seed %d, %s)",
         result.path,
@@ -224,10 +223,20 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_sidecar(result: GenerationResult) -> Path:
+def source_audio(source: SourceFile | None) -> SourceAudio | None:
+    if source is None:
+        return None
+    return SourceAudio(path=source.path, label=f"{source.flag} {source.path}")
+
+
+def write_sidecar(
+    result: GenerationResult, *, source: SourceFile | None = None, variant: str | None = None
+) -> Path:
     """Write ``<audio>.json`` beside the track; without it the audio file is removed too.
 
-    A ``.json`` there that is not a lofi sidecar (it appeared during the generation) is kept.
+    The sidecar is the result's own (resolved parameters included) plus ``source`` (the path and
+    SHA-256 of the source audio) and ``variant`` when the task had them. A ``.json`` there that
+    is not a lofi sidecar (it appeared during the generation) is kept.
     """
     sidecar = sidecar_path(result.path)
     if (sidecar.exists() or sidecar.is_symlink()) and not is_lofi_sidecar(sidecar):
@@ -238,105 +247,15 @@ def write_sidecar(result: GenerationResult) -> Path:
             remedy="Choose another output file with -o.",
         )
     try:
-        write_json_atomic(sidecar, result.sidecar())
+        meta = result.sidecar()
+        if source is not None:
+            meta["source"] = source.record()
+        if variant is not None:
+            meta["variant"] = variant
+        write_json_atomic(sidecar, meta)
     except OSError as exc:
         result.path.unlink(missing_ok=True)
         raise LofiError(
             errors.OUTPUT_WRITE_FAILED, f"cannot write {sidecar}: {exc.strerror or exc}"
         ) from exc
     return sidecar
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 1024 / 1024
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    import tempfile
-
-    engine = Engine(
-        args.models or default_models_dir(),
-        provider=args.provider,
-        threads=args.threads,
-        keep_loaded=args.keep_loaded,
-        decode=DecodeSettings(),
-    )
-    params = GenerationParams(
-        prompt="lofi hip hop, mellow rhodes, vinyl crackle, 80 bpm",
-        duration_sec=args.duration,
-        seed=0,
-        infer_steps=args.steps,
-    )
-    evaluations: list[int] = []
-    runs: list[dict[str, float | None]] = []
-    report: dict[str, object] = {"duration_sec": args.duration, "steps": args.steps, "runs": runs}
-    with tempfile.TemporaryDirectory() as tmp:
-        for run in range(args.runs):
-            result = engine.generate(
-                params,
-                Path(tmp) / f"bench-{run}.wav",
-                progress=lambda p: evaluations.append(p.step),
-            )
-            diffusion = result.timings["diffusion"]
-            runs.append(
-                {
-                    **result.timings,
-                    "denoiser_steps_per_sec": params.infer_steps / diffusion if diffusion else None,
-                    "real_time_factor": result.duration_sec / result.timings["total"],
-                }
-            )
-    report["providers"] = engine.providers_in_use()
-    report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    if args.checkpoint is not None:
-        report["onnx_vs_torch"] = compare_with_torch(
-            args.checkpoint,
-            engine.models_dir,
-            frames=engine.manifest.constants.latent_frames(args.duration),
-            provider=args.provider,
-            threads=args.threads,
-        )
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-def compare_with_torch(
-    checkpoint: Path, models_dir: Path, *, frames: int, provider: str, threads: int | None
-) -> dict[str, object]:
-    """``lofi-export bench-torch`` in a child process: the runtime never imports the exporter.
-
-    The child's log lines pass through to stderr; its one JSON object on stdout is the result.
-    """
-    import importlib.util
-    import subprocess
-
-    hint = 'install it with: pip install -e ".[export]"'
-    for package in ("torch", "lofi_export"):
-        if importlib.util.find_spec(package) is None:
-            raise LofiError(
-                errors.INVALID_PARAMETER,
-                f"--checkpoint needs the export extra (No module named {package!r}); {hint}",
-            )
-    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    command = [sys.executable, "-m", "lofi_export", "--log-level", level, "bench-torch"]
-    command += [str(checkpoint), str(models_dir), "--frames", str(frames), "--provider", provider]
-    if threads:
-        command += ["--threads", str(threads)]
-    prefix, error = "lofi-export: error: ", ""
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as child:
-        assert child.stdout is not None and child.stderr is not None
-        for line in child.stderr:  # the JSON on stdout is small: reading it last cannot block
-            sys.stderr.write(line)
-            if line.startswith(prefix):
-                error = line.removeprefix(prefix).strip()
-        output = child.stdout.read()
-    if child.returncode == 2:  # lofi-export: the export extra is incomplete
-        raise LofiError(errors.INVALID_PARAMETER, f"--checkpoint needs the export extra; {hint}")
-    if child.returncode != 0:
-        raise LofiError(
-            errors.INVALID_PARAMETER,
-            f"--checkpoint: lofi-export bench-torch failed: {error or f'exit {child.returncode}'}",
-        )
-    return dict(json.loads(output))

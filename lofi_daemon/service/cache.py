@@ -4,6 +4,8 @@ Layout (flat, under the cache directory)::
 
     <track_id>.<wav|flac|ogg>   the audio
     <track_id>.json             the metadata sidecar (every parameter, seed, model version, ...)
+    <track_id>.latents.npy      the final latents, the start of a later repaint/extend/edit
+                                (:mod:`lofi_daemon.service.latents`; tracks may lack it)
 
 Track ids (the file names) are defined in :mod:`lofi_daemon.service.track_ids`.
 
@@ -40,6 +42,7 @@ from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.fsutil import temp_target, write_json_atomic
 from lofi_daemon.pipeline.params import FORMATS
+from lofi_daemon.service.latents import LATENTS_SUFFIX, keep_latents
 from lofi_daemon.service.sidecar import TRACK_FILE_RE, BadSidecar, TrackEntry, read_sidecar
 from lofi_daemon.service.track_ids import is_track_id
 
@@ -94,6 +97,9 @@ class TrackCache:
 
     def meta_path(self, track_id: str) -> Path:
         return self.root / f"{track_id}.json"
+
+    def latents_path(self, track_id: str) -> Path:
+        return self.root / f"{track_id}{LATENTS_SUFFIX}"
 
     def get(self, track_id: str, *, touch: bool = True) -> TrackEntry | None:
         """The cached track, or None. A hit counts as a use unless ``touch`` is False."""
@@ -150,26 +156,41 @@ class TrackCache:
             self._remove(ours)
 
     def add(
-        self, track_id: str, result: GenerationResult, *, backend: str, generation_time_sec: float
+        self,
+        track_id: str,
+        result: GenerationResult,
+        *,
+        backend: str,
+        generation_time_sec: float,
+        source: dict[str, Any] | None = None,
+        variant: str | None = None,
     ) -> TrackEntry:
-        """Record a finished generation: write its sidecar (the result's own description plus
-        the cache's fields, see :meth:`_cache_fields`), then evict to the cap.
+        """Record a finished generation: write its latents (when the result has them), then its
+        sidecar (the result's own description plus the cache's fields, see
+        :meth:`_cache_fields`; ``source``, what the task started from; the LoRA ``variant``),
+        then evict to the cap.
 
         Raises:
             LofiError: OUTPUT_WRITE_FAILED when the files cannot be placed or written.
         """
         with self._lock:
             audio = self._place_audio(track_id, Path(result.path))
+            latents = keep_latents(self.latents_path(track_id), getattr(result, "latents", None))
             meta = {
                 **result.sidecar(),
                 **self._cache_fields(track_id, audio, result),
                 "backend": backend,
                 "generation_time_sec": round(generation_time_sec, 3),
             }
+            if source is not None:
+                meta["source"] = source
+            if variant is not None:
+                meta["variant"] = variant
             meta_path = self.meta_path(track_id)
             try:
                 write_json_atomic(meta_path, meta)
             except (OSError, ValueError) as exc:
+                self._remove([latents] if latents is not None else [])
                 raise LofiError(
                     errors.OUTPUT_WRITE_FAILED, f"cannot write {meta_path}: {exc}"
                 ) from exc
@@ -196,7 +217,8 @@ class TrackCache:
                     break
                 if entry.track_id == keep:
                     continue
-                self._remove([entry.meta_path, self.root / entry.metadata["file"]])
+                files = [entry.meta_path, self.root / entry.metadata["file"]]
+                self._remove([*files, self.latents_path(entry.track_id)])
                 total -= entry.size_bytes
                 evicted.append(entry.track_id)
             if evicted:
@@ -241,6 +263,9 @@ class TrackCache:
                 continue
             if not os.path.lexists(self.root / meta["file"]):
                 found.append((meta_path, disk.files[meta_path]))
+                latents = self.latents_path(track_id)
+                if latents in disk.files:
+                    found.append((latents, disk.files[latents]))
         return found
 
     def _temp_files(self) -> list[tuple[Path, float]]:
@@ -307,10 +332,18 @@ class TrackCache:
             track_id=track_id,
             path=self._real_root / name,
             meta_path=meta_path,
-            size_bytes=audio_stat.st_size + meta_stat.st_size,
+            size_bytes=audio_stat.st_size + meta_stat.st_size + self._latents_size(track_id),
             last_used_at=meta_stat.st_mtime,
             metadata=meta,
         )
+
+    def _latents_size(self, track_id: str) -> int:
+        """The size of the track's latents file (0 when absent or not a regular file)."""
+        try:
+            info = os.lstat(self.latents_path(track_id))
+        except OSError:
+            return 0
+        return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
     def _is_track_file(self, path: Path, track_id: str) -> bool:
         match = TRACK_FILE_RE.fullmatch(path.name)
@@ -354,6 +387,7 @@ class TrackCache:
             "file": audio.name,
             "format": audio.suffix.lstrip("."),
             "prompt": result.params.prompt,
+            "task": result.params.task,
             "requested_duration_sec": result.params.duration_sec,
             "created_at": time.time(),
         }

@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,10 +32,13 @@ from lofi_daemon.pipeline.params import (
 )
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.install_jobs import SetupRequest, SetupRunner
-from lofi_daemon.service.jobs import PRIORITIES, GenerationEngine, Job, JobRunner
+from lofi_daemon.service.job_types import PRIORITIES, GenerationEngine, Job
+from lofi_daemon.service.jobs import JobRunner
 from lofi_daemon.service.payloads import complete_payload
 from lofi_daemon.service.rpc import Handler, MessageWriter, Reply
+from lofi_daemon.service.sources import SOURCE_PARAMS, ResolvedSource, resolve_source
 from lofi_daemon.service.track_ids import track_id_for
+from lofi_daemon.service.variants import VariantEngines
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,8 @@ METHODS: Final = {
 DEPRECATED_METHODS: Final = {
     "get_backends": "backends.list",
 }
-GENERATE_ONLY_PARAMS: Final = ("priority", "backend")  # not part of GenerationParams
+# Not part of GenerationParams: the queue's, the source's (sources.py) and the LoRA variant.
+GENERATE_ONLY_PARAMS: Final = ("priority", "backend", *SOURCE_PARAMS, "variant")
 SETUP_PARAMS: Final = ("backend", "confirm", "checkpoint", "force")
 
 
@@ -99,9 +104,39 @@ def generation_params(params: dict[str, Any]) -> GenerationParams:
     if "prompt" not in fields:
         raise LofiError(errors.INVALID_PROMPT, "generate needs a prompt")
     try:
-        return GenerationParams.from_dict(fields)
+        request = GenerationParams.from_dict(fields)
     except TypeError as exc:
         raise LofiError(errors.INVALID_PARAMS, f"invalid parameters: {exc}") from exc
+    if request.uses_source and "duration_sec" in fields:
+        raise LofiError(
+            errors.INVALID_DURATION,
+            f"duration_sec cannot be given for the task {request.task}: the source decides the "
+            "length (extend adds extend_left and extend_right)",
+        )
+    return request
+
+
+def fixed_seeds(request: GenerationParams) -> GenerationParams:
+    """``request`` resolved, with the seeds it needs drawn when not given (a track id needs
+    fixed seeds): ``seed`` always, ``retake_seed`` for retake, repaint and extend."""
+    if request.seed is None:
+        request = request.with_seed(secrets.randbelow(MAX_SEED + 1))
+    if request.uses_retake_noise and request.retake_seed is None:
+        request = replace(request, retake_seed=secrets.randbelow(MAX_SEED + 1))
+    return request.resolved()
+
+
+def with_source_length(
+    request: GenerationParams, source: ResolvedSource | None
+) -> GenerationParams:
+    """For a source task: ``duration_sec`` set to the expected length (what the queue reports
+    until the engine gives the exact one; not part of the track id)."""
+    if source is None:
+        return request
+    seconds = source.duration_sec
+    if request.task == "extend":
+        seconds += request.extend_left + request.extend_right
+    return replace(request, duration_sec=round(seconds, 3))
 
 
 def setup_request(params: dict[str, Any]) -> SetupRequest:
@@ -156,6 +191,7 @@ class Handlers:
         self.writer = writer
         self._request_shutdown = request_shutdown
         self._warned: set[str] = set()
+        self.variants = VariantEngines(engine)
 
     def table(self) -> dict[str, Handler]:
         """Every answered method name (deprecated aliases included) -> its handler."""
@@ -188,11 +224,22 @@ class Handlers:
         priority = params.get("priority", "normal")
         if priority not in PRIORITIES:
             raise LofiError(errors.INVALID_PARAMETER, 'priority must be "normal" or "high"')
+        given: dict[str, Any] = {name: params[name] for name in SOURCE_PARAMS if name in params}
+        source = resolve_source(request.task, given, cache=self.cache, queue=self.runner)
         model_version = self._require_ready()
-        if request.seed is None:
-            request = request.with_seed(secrets.randbelow(MAX_SEED + 1))
-        track_id = track_id_for(request, model_version=model_version, backend=BACKEND)
-        base = {"track_id": track_id, "seed": request.seed}
+        variant = params.get("variant")
+        engine = self.variants.get(variant) if variant is not None else None
+        request = with_source_length(fixed_seeds(request), source)
+        track_id = track_id_for(
+            request,
+            model_version=model_version,
+            backend=BACKEND,
+            source=source.key if source is not None else None,
+            variant=variant,
+        )
+        base: dict[str, Any] = {"track_id": track_id, "seed": request.seed, "task": request.task}
+        if request.uses_retake_noise:
+            base["retake_seed"] = request.retake_seed
 
         position = self.runner.position(track_id)
         if position is not None:
@@ -218,6 +265,9 @@ class Handlers:
             out_path=self.cache.audio_path(track_id, request.format),
             priority=priority,
             model_version=model_version,
+            source=source,
+            engine=engine,
+            variant=variant,
         )
         position = self.runner.submit(job, hold=True)
         log.info("queued %s at position %d", track_id, position)
@@ -276,6 +326,8 @@ class Handlers:
                 # Only providers that really run: the engine lists the requested ones until a
                 # session has run, and onnxruntime-gpu requests CUDA on machines without a GPU.
                 "providers": working_providers(state.get("providers") or []),
+                # LoRA variants installed beside the model (`setup --lora`), for `variant`.
+                "variants": self._variant_names(),
             }
         ]
 
@@ -310,6 +362,14 @@ class Handlers:
             log.exception("engine status failed")
             return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
         return state if isinstance(state, dict) else {"status": "error", "message": "bad status"}
+
+    def _variant_names(self) -> list[str]:
+        models_dir = getattr(self.engine, "models_dir", None)
+        if models_dir is None:
+            return []
+        from lofi_daemon.model.variants import list_variants
+
+        return [str(v["name"]) for v in list_variants(Path(models_dir))]
 
     def _models_dir(self) -> str | None:
         """The folder the engine reads its models from (shown by the plugin's `:Lofi status`)."""

@@ -5,9 +5,9 @@ Every accepted job ends with exactly one terminal notification: ``generation_com
 that has not ended yet, the running one included. A running job being cancelled is never
 shared with a new request: :meth:`JobRunner.submit` of a new job for its track announces its
 end at once, before the new job's reply, and it sends nothing more. The notifications' params
-are built in
-:mod:`lofi_daemon.service.payloads`; which progress updates are sent is
-:class:`~lofi_daemon.service.throttle.ProgressThrottle`'s rule.
+are built in :mod:`lofi_daemon.service.payloads`; which progress updates are sent is
+:class:`~lofi_daemon.service.throttle.ProgressThrottle`'s rule. The job record and the engine
+protocol are :mod:`lofi_daemon.service.job_types`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any
 
 from lofi_daemon import errors
 from lofi_daemon.errors import CancelledError, LofiError
-from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.service.cache import TrackCache
+from lofi_daemon.service.job_types import (
+    DEFAULT_QUEUE_LIMIT,
+    CancelResult,
+    Emit,
+    GenerationEngine,
+    Job,
+    is_for,
+)
 from lofi_daemon.service.payloads import (
     ProgressLike,
     cancelled_payload,
@@ -40,68 +46,6 @@ from lofi_daemon.service.throttle import (
 )
 
 log = logging.getLogger(__name__)
-
-Priority = Literal["normal", "high"]
-PRIORITIES: Final = ("normal", "high")
-DEFAULT_QUEUE_LIMIT: Final = 5
-
-Emit = Callable[[str, dict[str, Any]], Any]
-CancelOutcome = Literal["cancelled", "cancelling"]
-
-
-@dataclass(frozen=True)
-class CancelResult:
-    """What :meth:`JobRunner.cancel` did.
-
-    ``status`` is "cancelled" when a queued job was removed, "cancelling" when the running job
-    was told to stop; ``step`` is then the last step it had reported (read after the stop
-    request, so the job ends at ``step + 1`` at the latest).
-    """
-
-    status: CancelOutcome
-    step: int | None = None
-
-
-class GenerationEngine(Protocol):
-    """What the daemon needs from :class:`lofi_daemon.pipeline.engine.Engine`."""
-
-    @property
-    def model_version(self) -> str: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-    def generate(
-        self,
-        params: GenerationParams,
-        out_path: Path,
-        *,
-        progress: Callable[[Any], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Any: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class Job:
-    """One accepted generation request (its seed is always fixed)."""
-
-    track_id: str
-    params: GenerationParams
-    out_path: Path
-    priority: Priority = "normal"
-    model_version: str | None = None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    held: bool = False
-    started_at: float | None = None
-    progress: dict[str, Any] | None = None
-    superseded: bool = False  # cancelling, and a new job took its track id (see JobRunner.submit)
-    ended: bool = False  # its terminal notification is out: it sends nothing more
-
-
-def _is(job: Job | None, track_id: str, *, stopping: bool) -> bool:
-    """``job`` is for ``track_id`` and has (``stopping``) or has not been told to stop."""
-    return job is not None and job.track_id == track_id and job.cancel_event.is_set() == stopping
 
 
 class JobRunner:
@@ -195,7 +139,7 @@ class JobRunner:
             if self._closing:
                 raise LofiError(errors.QUEUE_FULL, "the daemon is shutting down")
             running = self._running
-            superseded = running if _is(running, job.track_id, stopping=True) else None
+            superseded = running if is_for(running, job.track_id, stopping=True) else None
             if superseded is not None:
                 superseded.superseded = True  # it ends now, for the client (see _end_early)
             accepted = len(self._pending) + (running is not None and not running.superseded)
@@ -228,7 +172,7 @@ class JobRunner:
         """The position of a queued (or 0 for the running) job; None when unknown or when the
         running job with that id is being cancelled (a new request for it needs a new job)."""
         with self._cond:
-            if _is(self._running, track_id, stopping=False):
+            if is_for(self._running, track_id, stopping=False):
                 return 0
             offset = self._running is not None
             for index, job in enumerate(self._pending):
@@ -367,12 +311,7 @@ class JobRunner:
             if job.cancel_event.is_set():
                 raise CancelledError()
             existed = job.out_path.exists()
-            result = self._engine.generate(
-                params,
-                job.out_path,
-                progress=lambda p: self._on_progress(job, throttle, p),
-                cancel=job.cancel_event,
-            )
+            result = job.run(self._engine, lambda p: self._on_progress(job, throttle, p))
             if not existed:
                 created.append(Path(result.path))
             entry = self._cache.add(
@@ -380,6 +319,8 @@ class JobRunner:
                 result,
                 backend=self._backend,
                 generation_time_sec=self._clock() - started,
+                source=job.source.record if job.source is not None else None,
+                variant=job.variant,
             )
         except CancelledError:
             self._cache.discard(job.track_id, created)

@@ -40,6 +40,7 @@ def start_payload(track_id: str, params: GenerationParams) -> dict[str, Any]:
         "duration_sec": params.duration_sec,
         "seed": params.seed,
         "infer_steps": params.infer_steps,
+        "task": params.task,
     }
 
 
@@ -87,6 +88,7 @@ def complete_payload(entry: TrackEntry, *, cached: bool) -> dict[str, Any]:
         "seed": info["seed"],
         "generation_time_sec": info["generation_time_sec"],
         "model_version": info["model_version"],
+        "task": info["task"],
         "cached": cached,
     }
 

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeGuard
 
-from lofi_daemon.pipeline.params import FORMATS, MAX_SEED
-from lofi_daemon.service.track_ids import TRACK_ID_CHARS
+from lofi_daemon.pipeline.params import FORMATS, MAX_SEED, TASKS
+from lofi_daemon.service.track_ids import TRACK_ID_CHARS, is_track_id
 
 MAX_SIDECAR_BYTES: Final = 1024 * 1024  # ours are a few KiB (the prompt is at most 1000 chars)
 
+#: The files of one track: its sidecar, its audio and its latents (``<id>.latents.npy``).
 TRACK_FILE_RE: Final = re.compile(
-    rf"(?P<id>[0-9a-f]{{{TRACK_ID_CHARS}}})\.(?P<ext>json|{'|'.join(FORMATS)})"
+    rf"(?P<id>[0-9a-f]{{{TRACK_ID_CHARS}}})\.(?P<ext>json|latents\.npy|{'|'.join(FORMATS)})"
 )
 
 _OPEN_FLAGS: Final = (
@@ -72,7 +73,24 @@ class TrackEntry:
             "created_at": meta.get("created_at"),
             "last_used_at": self.last_used_at,
             "size_bytes": self.size_bytes,
+            "task": self.task,
+            **({"src_track_id": self.src_track_id} if self.src_track_id else {}),
+            **({"params": meta["params"]} if isinstance(meta.get("params"), dict) else {}),
+            **({"variant": meta["variant"]} if isinstance(meta.get("variant"), str) else {}),
         }
+
+    @property
+    def task(self) -> str:
+        """The track's task (sidecars from before the audio tasks are text2music)."""
+        task = self.metadata.get("task", "text2music")
+        return task if isinstance(task, str) else "text2music"
+
+    @property
+    def src_track_id(self) -> str | None:
+        """The cached track this one was made from (repaint, extend, edit, audio2audio)."""
+        source = self.metadata.get("source")
+        ref = source.get("track_id") if isinstance(source, dict) else None
+        return ref if is_track_id(ref) else None
 
 
 class BadSidecar(ValueError):
@@ -139,7 +157,7 @@ def _check_fields(meta: dict[str, Any], track_id: str) -> None:
         raise BadSidecar("names another track_id")
     name = meta.get("file")
     match = TRACK_FILE_RE.fullmatch(name) if isinstance(name, str) else None
-    if match is None or match["id"] != track_id or match["ext"] == "json":
+    if match is None or match["id"] != track_id or match["ext"] not in FORMATS:
         raise BadSidecar("has no valid audio file name")
     if meta.get("format") != match["ext"]:
         raise BadSidecar("has a format that is not its file's")
@@ -157,6 +175,15 @@ def _check_fields(meta: dict[str, Any], track_id: str) -> None:
     seed = meta.get("seed")
     if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
         raise BadSidecar("has an invalid seed")
+    if meta.get("task", "text2music") not in TASKS:
+        raise BadSidecar("has an unknown task")
+    source = meta.get("source")
+    if source is not None and (
+        not isinstance(source, dict)
+        or not isinstance(source.get("kind"), str)
+        or ("track_id" in source and not is_track_id(source["track_id"]))
+    ):
+        raise BadSidecar("has an invalid source")
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lofi_daemon.cli import generate
+from lofi_daemon.cli import bench as generate
 from lofi_daemon.errors import LofiError
 
 GRAPHS = {"text_encoder", "condition_encoder", "denoiser", "dcae_decoder", "vocoder"}

@@ -44,7 +44,11 @@ def age(path: Path, seconds: float) -> None:
 def test_add_writes_audio_and_sidecar(tmp_path: Path) -> None:
     cache = TrackCache(tmp_path)
     track_id = add_track(cache, seed=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{track_id}.json", f"{track_id}.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{track_id}.json",
+        f"{track_id}.latents.npy",
+        f"{track_id}.wav",
+    ]
     meta = json.loads((tmp_path / f"{track_id}.json").read_text())
     assert meta["track_id"] == track_id
     assert meta["file"] == f"{track_id}.wav"
@@ -85,6 +89,7 @@ def test_sidecar_is_the_results_description_plus_the_caches_fields(tmp_path: Pat
         "created_at",
         "backend",
         "generation_time_sec",
+        "task",
     }
     assert set(on_disk) == set(result.sidecar()) | cache_fields
     assert {k: on_disk[k] for k in result.sidecar()} == json.loads(json.dumps(result.sidecar()))
@@ -212,6 +217,7 @@ def test_old_leftovers_are_removed_but_fresh_and_foreign_files_stay(tmp_path: Pa
     assert names == {
         f"{track_id}.wav",
         f"{track_id}.json",
+        f"{track_id}.latents.npy",
         fresh.name,
         foreign.name,
         lookalike.name,

@@ -125,7 +125,8 @@ def test_the_sweep_removes_old_own_leftovers_only(tmp_path: Path) -> None:
     cache.audio_path(no_audio, "wav").unlink()  # half deleted
     old_temp = tmp_path / own_temp_name(complete)
     old_audio_temp = tmp_path / own_temp_name(no_sidecar, "wav")
-    for path in (old_temp, old_audio_temp):
+    old_latents_temp = tmp_path / own_temp_name(complete, "latents.npy")
+    for path in (old_temp, old_audio_temp, old_latents_temp):
         path.write_bytes(b"partial")
     age_all(tmp_path)
     fresh_temp = tmp_path / own_temp_name(no_audio)
@@ -134,7 +135,7 @@ def test_the_sweep_removes_old_own_leftovers_only(tmp_path: Path) -> None:
     removed = TrackCache(tmp_path).remove_orphans()
     assert removed == []  # the first sweep (in the constructor) did it all
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"{complete}.wav", f"{complete}.json", fresh_temp.name]
+        [f"{complete}.wav", f"{complete}.json", f"{complete}.latents.npy", fresh_temp.name]
     )
 
 
@@ -230,6 +231,7 @@ def test_discard_removes_the_files_the_generation_created(tmp_path: Path) -> Non
     cache = TrackCache(tmp_path)
     track_id = add_track(cache, seed=1)
     cache.meta_path(track_id).unlink()
+    cache.latents_path(track_id).unlink()  # cache.add writes latents only with the sidecar
     foreign = tmp_path / f"{track_id}-notes.md"
     foreign.write_text("mine")
     cache.discard(track_id, [cache.audio_path(track_id, "wav"), foreign, tmp_path / "x.wav"])

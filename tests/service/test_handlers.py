@@ -6,6 +6,7 @@ signals, stdout) are tests/service/test_server.py.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -257,6 +258,7 @@ def test_backends_list(make_daemon: MakeDaemon) -> None:
         "model_version": "fake-ace-step-1",
         "models_dir": None,
         "providers": ["CPUExecutionProvider"],
+        "variants": [],
     }
 
 
@@ -268,6 +270,25 @@ def test_backends_list_names_the_models_dir(make_daemon: MakeDaemon, tmp_path: P
 
     [backend] = make_daemon(EngineWithDir()).client.result("backends.list")
     assert backend["models_dir"] == str(tmp_path / "models")
+    assert backend["variants"] == []
+
+
+def test_backends_list_names_the_installed_variants(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    # A variant folder is listed once its manifest carries a `lora` entry; others are not.
+    @dataclass
+    class EngineWithDir(FakeEngine):
+        models_dir: Path = tmp_path / "models"
+
+    variants = tmp_path / "models" / "variants"
+    (variants / "lofi-lora").mkdir(parents=True)
+    (variants / "lofi-lora" / "manifest.json").write_text(
+        json.dumps({"lora": {"source": "/loras/lofi", "weight": 0.8}})
+    )
+    (variants / "half-done").mkdir()
+    [backend] = make_daemon(EngineWithDir()).client.result("backends.list")
+    assert backend["variants"] == ["lofi-lora"]
 
 
 @pytest.mark.parametrize("state", ["ready", "not_installed", "error"])
@@ -328,6 +349,10 @@ def test_tracks_list_and_delete(make_daemon: MakeDaemon) -> None:
     assert listing["max_bytes"] == 10**9
     track = next(t for t in listing["tracks"] if t["track_id"] == ids[0])
     assert Path(track["path"]).is_file() and track["seed"] == 1 and track["prompt"] == GEN["prompt"]
+    # the resolved parameters come along, so a client can repeat or vary the track
+    assert track["params"]["seed"] == 1 and track["params"]["task"] == "text2music"
+    assert track["params"]["infer_steps"] == GEN.get("infer_steps", 27)
+    assert "variant" not in track
     assert client.result("tracks.delete", {"track_id": ids[0]}) == {
         "track_id": ids[0],
         "deleted": True,

@@ -74,6 +74,7 @@ def test_start_payload() -> None:
         "duration_sec": 12.5,
         "seed": 9,
         "infer_steps": 20,
+        "task": "text2music",
     }
     assert list(payload) == documented_fields("generation_start")
 
@@ -119,6 +120,7 @@ def test_complete_payload(tmp_path: Path) -> None:
         "seed": 9,
         "generation_time_sec": 3.25,
         "model_version": "m1",
+        "task": "text2music",
         "cached": True,
     }
     assert list(payload) == documented_fields("generation_complete")

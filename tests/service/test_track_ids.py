@@ -1,5 +1,5 @@
-"""Track ids: every audio-affecting input changes the id, equal values share one, and only
-id-shaped strings pass :func:`is_track_id`."""
+"""Track ids: every audio-affecting input changes the id, equal values share one, text2music ids
+are what they were before the audio tasks, and only id-shaped strings pass :func:`is_track_id`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
-from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.pipeline.params import TASK_FIELDS, GenerationParams
 from lofi_daemon.service.track_ids import (
+    COMMON_FIELDS,
     TRACK_ID_CHARS,
+    SourceKey,
     canonical_params,
+    hashed_fields,
     is_track_id,
     track_id_for,
 )
@@ -50,8 +53,84 @@ CHANGED_VALUES = [
 ]
 
 
+# Task fields: (task the field belongs to, value other than its default).
+TASK_VALUES = [
+    ("retake_variance", "retake", 0.3),
+    ("retake_seed", "retake", 12),
+    ("repaint_start", "repaint", 1.0),
+    ("repaint_end", "repaint", 3.0),
+    ("extend_left", "extend", 2.0),
+    ("extend_right", "extend", 3.0),
+    ("ref_strength", "audio2audio", 0.7),
+    ("edit_prompt", "edit", "jazz"),
+    ("edit_n_min", "edit", 0.2),
+    ("edit_n_max", "edit", 0.6),
+    ("edit_n_avg", "edit", 2),
+]
+TASK_BASES = {
+    "retake": dataclasses.replace(BASE, task="retake", retake_seed=5),
+    "repaint": dataclasses.replace(
+        BASE, task="repaint", retake_seed=5, repaint_start=0.5, repaint_end=2.0
+    ),
+    "extend": dataclasses.replace(BASE, task="extend", retake_seed=5, extend_right=1.0),
+    "audio2audio": dataclasses.replace(BASE, task="audio2audio"),
+    "edit": dataclasses.replace(BASE, task="edit", edit_prompt="jazz piano"),
+}
+SOURCE = SourceKey("path", "ab" * 32)
+
+
 def test_the_id_test_covers_every_parameter() -> None:
-    assert {name for name, _ in CHANGED_VALUES} == set(GenerationParams.field_names())
+    covered = {name for name, _ in CHANGED_VALUES} | {name for name, *_ in TASK_VALUES}
+    assert covered | {"task"} == set(GenerationParams.field_names())
+
+
+def test_text2music_ids_are_unchanged_by_the_task_fields() -> None:
+    # Computed with the code before the audio tasks existed (issue 11): a text2music track id
+    # must stay what it was, so existing caches keep their hits.
+    old = GenerationParams(prompt="lofi beat", duration_sec=30.0, seed=7)
+    assert track_id_for(old, model_version="m1", backend="ace-step") == "db744a04f40a343f996aaa25"
+    assert hashed_fields("text2music") == COMMON_FIELDS and len(COMMON_FIELDS) == 18
+    assert "task" not in canonical_params(old)
+
+
+@pytest.mark.parametrize(("name", "task", "value"), TASK_VALUES)
+def test_every_task_parameter_changes_its_tasks_id(name: str, task: str, value: Any) -> None:
+    base = TASK_BASES[task]
+    if task == "repaint" and name == "repaint_start":
+        base = dataclasses.replace(base, repaint_end=3.0)
+    source = SOURCE if task not in ("retake",) else None
+    before = track_id_for(base, model_version="m1", backend="b", source=source)
+    changed = dataclasses.replace(base, **{name: value})
+    assert track_id_for(changed, model_version="m1", backend="b", source=source) != before
+
+
+def test_task_ids_differ_from_text2music_and_resolve_defaults() -> None:
+    retake = TASK_BASES["retake"]
+    assert tid(retake) != tid(dataclasses.replace(retake, task="text2music", retake_seed=None))
+    # retake_variance None means the task default (0.5): the same track.
+    assert tid(retake) == tid(retake, retake_variance=0.5)
+    assert tid(retake, retake_variance=1) == tid(retake, retake_variance=1.0)
+
+
+def test_source_tasks_ignore_the_duration_and_hash_the_source_and_variant() -> None:
+    extend = TASK_BASES["extend"]
+
+    def key(params: GenerationParams, **kwargs: Any) -> str:
+        return track_id_for(params, model_version="m1", backend="b", **kwargs)
+
+    assert key(extend, source=SOURCE) == key(
+        dataclasses.replace(extend, duration_sec=99.0), source=SOURCE
+    )
+    other = SourceKey("path", "cd" * 32)
+    assert key(extend, source=SOURCE) != key(extend, source=other)
+    track = SourceKey("track", "ab" * 32, ref="0" * TRACK_ID_CHARS)
+    assert key(extend, source=SOURCE) != key(extend, source=track)
+    assert key(extend, source=SOURCE) != key(extend, source=SOURCE, variant="jazz")
+
+
+def test_retake_tasks_need_a_fixed_retake_seed() -> None:
+    with pytest.raises(ValueError, match="retake seed"):
+        tid(TASK_BASES["extend"], retake_seed=None)
 
 
 @pytest.mark.parametrize(("name", "value"), CHANGED_VALUES)
@@ -81,7 +160,7 @@ def test_is_track_id_rejects_unsafe_values(value: Any) -> None:
 
 def test_canonical_params_hold_every_field_with_floats_as_floats() -> None:
     canonical = canonical_params(dataclasses.replace(BASE, duration_sec=30, omega_scale=-0.0))
-    assert set(canonical) == set(GenerationParams.field_names())
+    assert set(canonical) == set(GenerationParams.field_names()) - {"task", *TASK_FIELDS}
     assert type(canonical["duration_sec"]) is float and canonical["duration_sec"] == 30.0
     assert str(canonical["omega_scale"]) == "0.0"  # -0.0 + 0.0 is +0.0
     assert canonical["seed"] == 7 and type(canonical["seed"]) is int
