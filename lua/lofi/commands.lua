@@ -2,6 +2,7 @@
 local config = require("lofi.config")
 local errors = require("lofi.errors")
 local generate_args = require("lofi.generate_args")
+local task_args = require("lofi.task_args")
 local user = require("lofi.user")
 
 local M = {}
@@ -45,17 +46,38 @@ local function open_log(path)
   vim.cmd.normal({ "G", bang = true })
 end
 
----@param track lofi.Track
----@return string
-local function format_track(track)
-  local when = track.created_at and os.date("%Y-%m-%d %H:%M", math.floor(track.created_at)) or ""
-  return string.format(
-    "%s  (%.0f s, seed %s)  %s",
-    track.prompt or "?",
-    track.duration_sec or 0,
-    tostring(track.seed),
-    when
-  )
+--- `:Lofi config variant [{name}|none]`: show, set or clear the LoRA variant sent with every
+--- generation. When the daemon lists its backend's variants, the name is checked against them.
+---@param name? string
+local function config_variant(name)
+  if not name then
+    notify("variant: " .. (config.get().generate.variant or "none"))
+    return
+  end
+  if name == "none" then
+    config.set("generate", "variant", nil)
+    notify("variant: none")
+    return
+  end
+  require("lofi").backends(function(err, backends)
+    if err then
+      notify_error(err)
+      return
+    end
+    for _, backend in ipairs(backends or {}) do
+      local known = backend.variants
+      if backend.name == config.get().generate.backend and type(known) == "table" then
+        if not vim.list_contains(known, name) then
+          local listed = #known > 0 and table.concat(known, ", ") or "none installed"
+          local message = string.format("unknown variant %q (available: %s)", name, listed)
+          notify_error(errors.new(errors.client.INVALID_OPTION, message))
+          return
+        end
+      end
+    end
+    config.set("generate", "variant", name)
+    notify("variant: " .. name)
+  end)
 end
 
 ---@class lofi.Subcommand
@@ -136,25 +158,30 @@ M.subcommands = {
     end,
   },
   tracks = {
-    usage = "tracks",
-    run = function()
-      local lofi = require("lofi")
-      lofi.tracks(function(err, tracks)
-        if err then
-          notify_error(err)
-          return
-        end
-        if not tracks or #tracks == 0 then
-          notify("no tracks yet: :Lofi generate {prompt}")
-          return
-        end
-        local select_opts = { prompt = "lofi tracks", format_item = format_track }
-        vim.ui.select(tracks, select_opts, function(track)
-          if track then
-            lofi.play(track)
-          end
+    usage = "tracks [retake|repaint|extend|remix|edit {arguments}]",
+    run = function(args)
+      local action = args[1]
+      if action == nil then
+        require("lofi.task_commands").pick("lofi tracks", function(track)
+          require("lofi").play(track)
         end)
-      end)
+      elseif task_args.commands[action] then
+        require("lofi.task_commands").run_picked(action, vim.list_slice(args, 2))
+      else
+        notify(
+          string.format("unknown tracks action %q; use %s", action, M.subcommands.tracks.usage),
+          vim.log.levels.ERROR
+        )
+      end
+    end,
+    complete = function(arglead, args)
+      if #args <= 1 then
+        return vim.tbl_keys(task_args.commands)
+      end
+      if not task_args.commands[args[2]] then
+        return {}
+      end
+      return task_args.complete(args[2], arglead, vim.list_slice(args, 2), true)
     end,
   },
   setup = {
@@ -205,10 +232,14 @@ M.subcommands = {
     end,
   },
   config = {
-    usage = "config backend {name}",
+    usage = "config backend {name} | config variant [{name}|none]",
     run = function(args)
+      if args[1] == "variant" then
+        config_variant(args[2])
+        return
+      end
       if args[1] ~= "backend" then
-        notify("usage: :Lofi config backend {name}", vim.log.levels.ERROR)
+        notify("usage: :Lofi " .. M.subcommands.config.usage, vim.log.levels.ERROR)
         return
       end
       local name = args[2]
@@ -240,9 +271,9 @@ M.subcommands = {
     end,
     complete = function(_, args)
       if #args <= 1 then
-        return { "backend" }
+        return { "backend", "variant" }
       end
-      return { "ace-step" }
+      return args[2] == "variant" and { "none" } or { "ace-step" }
     end,
   },
   log = {
@@ -263,6 +294,10 @@ M.subcommands = {
     end,
   },
 }
+
+for name, sub in pairs(require("lofi.task_commands").subcommands()) do
+  M.subcommands[name] = sub
+end
 
 ---@return string[]
 function M.names()

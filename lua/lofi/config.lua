@@ -28,6 +28,7 @@ local defaults = {
     guidance_scale = nil,
     format = "wav",
     backend = "ace-step",
+    variant = nil,
   },
   player = {
     cmd = nil,
@@ -77,6 +78,7 @@ local schema = {
     guidance_scale = "number?",
     format = { one_of = FORMATS },
     backend = "string",
+    variant = "string?",
   },
   player = {
     cmd = "cmd?",
@@ -96,11 +98,12 @@ local schema = {
 }
 
 --- Options of a single `generate()` call that are not `generate` defaults: a call takes the
---- `generate` section's options (checked with that section's schema) plus these.
-local per_call_generate = {
+--- `generate` section's options (checked with that section's schema) plus these, and the
+--- audio tasks' options (`lofi.task_spec`).
+local per_call_generate = vim.tbl_extend("error", {
   priority = { one_of = PRIORITIES },
   play = "boolean",
-}
+}, require("lofi.task_spec").options())
 
 local type_labels = {
   string = "a string",

@@ -22,6 +22,7 @@ M.keys = {
   steps = { option = "steps", parse = tonumber },
   scheduler = { option = "scheduler", parse = as_text },
   format = { option = "format", parse = as_text },
+  variant = { option = "variant", parse = as_text },
 }
 
 -- Completion of `key=value` arguments whose values the option schema lists.
@@ -64,7 +65,7 @@ function M.parse(args)
           )
       end
       local parsed = spec.parse(value)
-      if value == "" then
+      if value == "" and key ~= "variant" then -- `variant=`: the base model for this track
         return nil, string.format("`%s=` needs a value", key)
       elseif parsed == nil then
         return nil, string.format("`%s` must be a number, got %q", key, value)

@@ -251,13 +251,14 @@ M.params = generate_params.build
 --- Start a generation (see `lofi.generate()`); `cb` runs exactly once.
 ---@param opts lofi.GenerateOpts|string
 ---@param cb? fun(err: lofi.Error?, track: lofi.Track?)
-function M.generate(opts, cb)
+---@param source? lofi.Track the cached track `opts.src` names
+function M.generate(opts, cb, source)
   ---@type lofi.Waiter
   local waiter = { cb = cb, done = false }
   if type(opts) == "table" then
     waiter.play = opts.play
   end
-  local params, err = M.params(opts)
+  local params, err = M.params(opts, source)
   if not params then
     vim.schedule(function()
       finish(waiter, err, nil)

@@ -16,6 +16,7 @@ local progress = require("lofi.progress")
 local redraw = require("lofi.redraw")
 local routing = require("lofi.routing")
 local rpc = require("lofi.rpc")
+local sources = require("lofi.sources")
 local status = require("lofi.status")
 local user = require("lofi.user")
 
@@ -63,13 +64,32 @@ end
 --- or with an error (the daemon's, GENERATION_CANCELLED, or DAEMON_EXITED if the daemon dies).
 --- Without `cb`, errors are shown with `vim.notify`. Options are checked against the
 --- `generate` section of the option schema (`lofi.config`): a bad one gives INVALID_OPTION.
+---
+--- Audio tasks (`task` = "retake", "repaint", "extend", "audio2audio", "edit"): `src` is a
+--- cached track id or an audio file (`lofi.sources`); a cached track is looked up first
+--- (`tracks.list`, NO_TRACK when it is not there) so that its parameters fill the options the
+--- call does not set (`lofi.generate_params`).
 ---@param opts lofi.GenerateOpts|string options, or just the prompt
 ---@param cb? fun(err: lofi.Error?, track: lofi.Track?)
 function M.generate(opts, cb)
   if cb ~= nil and type(cb) ~= "function" then
     error("lofi.generate: the callback must be a function, got " .. type(cb), 2)
   end
-  generations.generate(opts, cb)
+  local src = type(opts) == "table" and opts.src or nil
+  -- Bad options are reported at once, before the daemon is asked for the source track.
+  if type(src) ~= "string" or sources.classify(src) ~= "track" or not generations.params(opts) then
+    generations.generate(opts, cb)
+    return
+  end
+  sources.find_track(src, function(err, track)
+    if not err then
+      generations.generate(opts, cb, track)
+    elseif cb then
+      user.callback("generate()", cb, err, nil)
+    else
+      user.notify_error(err)
+    end
+  end)
 end
 
 --- Cancel a generation: `track_id`, or else the running one, else the oldest queued one.

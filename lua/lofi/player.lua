@@ -141,6 +141,8 @@ end
 
 ---@type lofi.Playback? what plays now
 local current = nil
+---@type lofi.Track? what was played last (it may have ended)
+local last_played = nil
 
 ---@param playback lofi.Playback
 local function on_exit(playback)
@@ -226,6 +228,7 @@ function M.play(track, opts)
   playback.process = proc
   playback.pid = proc.pid
   current = playback
+  last_played = track
   log.info("player pid %d: %s", playback.pid, table.concat(argv, " "))
   return playback.pid, nil
 end
@@ -344,6 +347,13 @@ function M.current()
     return nil
   end
   return { pid = current.pid, track = current.track, paused = current.paused, argv = current.argv }
+end
+
+--- The track played last in this session, playing or not (a track table, or `{path = ...}`
+--- for a file).
+---@return lofi.Track?
+function M.last()
+  return last_played
 end
 
 return M

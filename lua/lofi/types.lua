@@ -22,6 +22,7 @@
 ---@field guidance_scale? number
 ---@field format "wav"|"flac"|"ogg"
 ---@field backend string
+---@field variant? string LoRA variant sent with every generation (nil: the base model)
 
 ---@class (exact) lofi.PlayerConfig
 ---@field cmd? string[] player command; "{file}" is replaced by the track, else it is appended
@@ -63,7 +64,21 @@
 ---@field format? "wav"|"flac"|"ogg"
 ---@field priority? "normal"|"high"
 ---@field backend? string
+---@field variant? string LoRA variant ("" or "none": the base model)
 ---@field play? boolean play when ready (overrides player.autoplay)
+---@field task? lofi.Task default "text2music"
+---@field src? string a cached track id or an audio file (see :h lofi.generate())
+---@field retake_variance? number retake, repaint, extend
+---@field retake_seed? integer retake, repaint, extend (drawn at random when nil)
+---@field repaint_start? number seconds, repaint
+---@field repaint_end? number seconds, repaint
+---@field extend_left? number seconds, extend
+---@field extend_right? number seconds, extend
+---@field ref_strength? number audio2audio, 0 <= s < 1
+---@field edit_prompt? string edit: the new prompt
+---@field edit_n_min? number edit, 0-1
+---@field edit_n_max? number edit, 0-1
+---@field edit_n_avg? integer edit, 1-8
 
 ---@class lofi.Track
 ---@field track_id? string
@@ -80,6 +95,10 @@
 ---@field created_at? number
 ---@field last_used_at? number
 ---@field size_bytes? integer
+---@field task? lofi.Task the task that made it
+---@field src_track_id? string the cached track it was made from
+---@field params? table every generation parameter, when the daemon reports them
+---@field variant? string
 
 ---@class lofi.Error
 ---@field code integer

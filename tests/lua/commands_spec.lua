@@ -32,6 +32,34 @@ t.describe(":Lofi with a daemon", function()
     t.contains(messages[2].msg, "backend: ace-step (ready)")
   end)
 
+  t.it("config variant sets the LoRA variant that every generation sends", function()
+    local lofi = require("lofi")
+    lofi.setup(t.config())
+    local messages = t.capture_notify()
+    vim.cmd("Lofi config variant chill")
+    t.wait(30000, function()
+      return #messages >= 1
+    end, "the answer")
+    t.eq(messages[1].msg, "[lofi] variant: chill")
+    local rpc = require("lofi.rpc")
+    local request, sent = rpc.request, {}
+    rpc.request = function(method, params, ...)
+      if method == "generate" then
+        table.insert(sent, params)
+      end
+      return request(method, params, ...)
+    end
+    local got
+    lofi.generate({ prompt = "x", duration = 5, steps = 1, seed = 1 }, function(err)
+      got = err or false
+    end)
+    t.wait(30000, function()
+      return got ~= nil
+    end, "the answer to generate")
+    t.eq(sent[1].variant, "chill")
+    t.ok(got, "the daemon refuses a variant that is not installed")
+  end)
+
   t.it("status, log and delete", function()
     local lofi = require("lofi")
     lofi.setup(t.config())

@@ -151,7 +151,8 @@ t.describe("generate", function()
     t.contains(offered[1], "rainy night lofi, soft piano")
     t.eq(require("lofi.player").current().track.path, call.track.path)
     t.wait(5000, function()
-      return vim.uv.fs_stat(pidfile) ~= nil
+      -- The line, not just the file: the player creates the file before it writes to it.
+      return vim.uv.fs_stat(pidfile) ~= nil and (vim.fn.readfile(pidfile)[1] or "") ~= ""
     end, "the fake player's pid file")
     t.contains(vim.fn.readfile(pidfile)[1], call.track.path)
   end)
@@ -199,7 +200,8 @@ t.describe("generate", function()
     end, "auto-play")
     local playing = require("lofi.player").current()
     t.wait(5000, function()
-      return vim.uv.fs_stat(pidfile) ~= nil
+      -- The line, not just the file: the player creates the file before it writes to it.
+      return vim.uv.fs_stat(pidfile) ~= nil and (vim.fn.readfile(pidfile)[1] or "") ~= ""
     end, "the pid file")
     local recorded = vim.fn.readfile(pidfile)[1]
     t.eq(tonumber(recorded:match("^(%d+)")), playing.pid)
