@@ -32,15 +32,21 @@ t.describe(":Lofi with a daemon", function()
     t.contains(messages[2].msg, "backend: ace-step (ready)")
   end)
 
-  t.it("config variant sets the LoRA variant that every generation sends", function()
+  t.it("config variant checks the name, and a set variant goes with every generation", function()
     local lofi = require("lofi")
+    local config = require("lofi.config")
     lofi.setup(t.config())
     local messages = t.capture_notify()
+    -- the daemon lists the installed variants (none in the test models): the name is refused
     vim.cmd("Lofi config variant chill")
     t.wait(30000, function()
       return #messages >= 1
     end, "the answer")
-    t.eq(messages[1].msg, "[lofi] variant: chill")
+    t.eq(messages[1].level, vim.log.levels.ERROR)
+    t.contains(messages[1].msg, 'unknown variant "chill" (available: none installed)')
+    t.eq(config.get().generate.variant, nil)
+    -- a variant set in the configuration is sent as it is, and the daemon refuses it
+    lofi.setup(vim.tbl_deep_extend("force", t.config(), { generate = { variant = "chill" } }))
     local rpc = require("lofi.rpc")
     local request, sent = rpc.request, {}
     rpc.request = function(method, params, ...)

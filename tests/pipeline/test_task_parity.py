@@ -16,6 +16,7 @@ of torchaudio's sinc, see ``docs/tasks.md``), both at SNR >= 35 dB.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,9 @@ def assert_parity(
     want_audio = reference_audio(reference, want, result.params.duration_sec)
     assert audio.shape == want_audio.shape
     audio_db = snr_db(audio, want_audio)
+    # shown with `pytest -s`: the figures the closing note quotes
+    case = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split(" ")[0]
+    print(f"\nparity {case}: latents {latents_db:.1f} dB, audio {audio_db:.1f} dB")
     assert latents_db >= MIN_SNR_DB, f"latents SNR {latents_db:.1f} dB"
     assert audio_db >= MIN_SNR_DB, f"audio SNR {audio_db:.1f} dB"
     return latents_db, audio_db
