@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.model.layout import SAMPLE_RATE_MODEL, SAMPLES_PER_LATENT_FRAME
 
 Scheduler = Literal["euler", "heun", "pingpong"]
 CfgType = Literal["apg", "cfg", "cfg_star"]
@@ -45,8 +46,6 @@ MIN_STEPS: Final = 1
 MAX_STEPS: Final = 200
 MAX_SEED: Final = 2**32 - 1
 MAX_EDIT_N_AVG: Final = 8
-SAMPLES_PER_FRAME: Final = 4096
-MODEL_SAMPLE_RATE: Final = 44100
 
 TASK_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "retake_variance": RETAKE_TASKS,
@@ -67,7 +66,7 @@ TASK_FIELDS: Final[dict[str, tuple[str, ...]]] = {
 def seconds_to_frames(seconds: float) -> int:
     """Latent frames in ``seconds``: ``int(s·44100/4096)``, rounded down as upstream
     (``text2music_diffusion_process``: ``repaint_start_frame``)."""
-    return int(seconds * MODEL_SAMPLE_RATE / SAMPLES_PER_FRAME)
+    return int(seconds * SAMPLE_RATE_MODEL / SAMPLES_PER_LATENT_FRAME)
 
 
 @dataclass(frozen=True)
@@ -321,7 +320,7 @@ def _check_repaint(params: GenerationParams) -> None:
         raise LofiError(
             errors.INVALID_PARAMETER,
             f"repaint_end ({end:g} s) must be after repaint_start ({start:g} s) by at least "
-            f"one latent frame ({SAMPLES_PER_FRAME / MODEL_SAMPLE_RATE:.3f} s)",
+            f"one latent frame ({SAMPLES_PER_LATENT_FRAME / SAMPLE_RATE_MODEL:.3f} s)",
         )
 
 
@@ -332,7 +331,7 @@ def _check_extend(params: GenerationParams) -> None:
         raise LofiError(
             errors.INVALID_PARAMETER,
             "extend needs extend_left or extend_right of at least one latent frame "
-            f"({SAMPLES_PER_FRAME / MODEL_SAMPLE_RATE:.3f} s)",
+            f"({SAMPLES_PER_LATENT_FRAME / SAMPLE_RATE_MODEL:.3f} s)",
         )
 
 

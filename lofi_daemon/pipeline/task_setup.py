@@ -17,9 +17,9 @@ import numpy as np
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.model.constants import ModelConstants
-from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.pipeline.params import GenerationParams, seconds_to_frames
 from lofi_daemon.pipeline.source import SourceAudio
-from lofi_daemon.pipeline.tasks import MAX_FRAMES, seconds_to_frames
+from lofi_daemon.pipeline.tasks import MAX_FRAMES
 
 MAX_SOURCE_FRAMES = MAX_FRAMES + 1
 """A 240 s source padded to whole frames: ``ceil(240·44100/4096)`` = 2584."""

@@ -16,20 +16,10 @@ import numpy as np
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.model.layout import SAMPLE_RATE_MODEL, SAMPLES_PER_LATENT_FRAME
 from lofi_daemon.pipeline.schedulers import FlowMatchScheduler, make_scheduler
 
-SAMPLE_RATE: Final = 44100
-SAMPLES_PER_FRAME: Final = 4096  # 512 (mel hop) * 8 (DCAE time compression)
 MAX_FRAMES: Final = 2583  # int(240 * 44100 / 512 / 8): upstream's max_infer_fame_length
-
-
-def seconds_to_frames(seconds: float) -> int:
-    """Latent frames for a time in seconds: ``int(s * 44100 / 4096)``, truncated toward zero.
-
-    Upstream writes ``int(s * 44100 / 512 / 8)``; dividing by the powers of two one at a time
-    or at once rounds identically.
-    """
-    return int(seconds * SAMPLE_RATE / SAMPLES_PER_FRAME)
 
 
 @dataclass(frozen=True)
@@ -113,7 +103,7 @@ def repaint_plan(
         src: source latents ``[1, C, H, T]``.
         noise: the main noise x_T, same shape.
         retake_noise: the retake-seed noise, same shape.
-        s0, s1: the frame range, ``0 <= s0 < s1 <= T`` (see :func:`seconds_to_frames`).
+        s0, s1: the frame range, ``0 <= s0 < s1 <= T`` (see :func:`lofi_daemon.pipeline.params.seconds_to_frames`).
         variance: retake variance in (0, 1]; ``n_min = int(n_steps * (1 - variance))``.
         n_steps: the requested number of steps N.
 
@@ -182,7 +172,7 @@ def extend_plan(
         raise LofiError(
             errors.INVALID_PARAMETER,
             f"the extended track would have {total} latent frames "
-            f"({total * SAMPLES_PER_FRAME / SAMPLE_RATE:.1f} s); the limit is {MAX_FRAMES} "
+            f"({total * SAMPLES_PER_LATENT_FRAME / SAMPLE_RATE_MODEL:.1f} s); the limit is {MAX_FRAMES} "
             f"frames (240 s)",
         )
     x_t = _same_shape("noise", noise, x_src.shape)

@@ -13,13 +13,13 @@ import pytest
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.pipeline.params import seconds_to_frames
 from lofi_daemon.pipeline.tasks import (
     MAX_FRAMES,
     audio2audio_start,
     extend_plan,
     mix_retake_noise,
     repaint_plan,
-    seconds_to_frames,
 )
 
 C, H = 2, 3
