@@ -39,6 +39,7 @@ SETUP_FAILED: Final = -32016
 INVALID_FORMAT: Final = -32017
 OUTPUT_WRITE_FAILED: Final = -32018
 INVALID_SOURCE: Final = -32019
+RADIO_NOT_ACTIVE: Final = -32020
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,12 @@ ERROR_TABLE: Final[tuple[ErrorInfo, ...]] = (
         "INVALID_SOURCE",
         "The source audio is missing, unreadable, not audio, or not about 5-240 seconds long (4.83 s at least).",
         "Give a mono or stereo audio file (wav, flac, ogg, mp3) of 5 to 240 seconds.",
+    ),
+    ErrorInfo(
+        RADIO_NOT_ACTIVE,
+        "RADIO_NOT_ACTIVE",
+        "No radio station is running (or not the one named by station_id).",
+        "Start one with radio.start (:Lofi radio); use the station_id it returned.",
     ),
 )
 

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,7 +22,7 @@ from lofi_daemon import errors
 from lofi_daemon.cli.serve import ServeConfig
 from lofi_daemon.errors import CancelledError, LofiError
 from lofi_daemon.pipeline.engine import GenerationResult
-from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.pipeline.params import GenerationParams, seconds_to_frames
 from lofi_daemon.pipeline.source import SourceAudio
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.server import DaemonServer
@@ -125,6 +125,10 @@ class FakeEngine:
                 done = unit + 1
                 progress(FakeProgress(phase, done, total + 1, 100.0 * done / (total + 1), 0.1))
         audio = self._audio(params.duration_sec, seed)
+        latents = self._latents(params.duration_sec, seed)
+        if params.task == "extend" and source is not None and source.latents is not None:
+            latents, audio = self._extended(params, source.latents, seed)
+            params = replace(params, duration_sec=len(audio) / SAMPLE_RATE)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.name}.partial")
         subtype = {"wav": SUBTYPES[params.wav_subtype], "flac": "PCM_16", "ogg": "VORBIS"}
@@ -145,8 +149,32 @@ class FakeEngine:
             model_version=self.version,
             timings={"encode": 0.0, "diffusion": elapsed, "decode": 0.0, "total": elapsed},
             providers=["CPUExecutionProvider"],
-            latents=self._latents(params.duration_sec, seed),
+            latents=latents,
         )
+
+    def _extended(
+        self, params: GenerationParams, source: np.ndarray, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """An extend of saved latents as the real engine shapes it: the source frames with
+        ``extend_left``/``extend_right`` frames around them, and audio of as many frames
+        (``frames·4096`` samples at 44.1 kHz, at 48 kHz)."""
+        rng = np.random.default_rng(seed)
+        left, right = (
+            seconds_to_frames(params.extend_left),
+            seconds_to_frames(params.extend_right),
+        )
+        pad = (source.shape[0], source.shape[1], source.shape[2])
+        latents = np.concatenate(
+            [
+                rng.standard_normal((*pad, left), dtype=np.float32),
+                source.astype(np.float32),
+                rng.standard_normal((*pad, right), dtype=np.float32),
+            ],
+            axis=-1,
+        )
+        frames = latents.shape[-1]
+        audio = self._audio(frames * 4096 / 44100, seed)
+        return latents, audio
 
     @staticmethod
     def _latents(duration_sec: float, seed: int) -> np.ndarray:

@@ -6,6 +6,8 @@ Layout (flat, under the cache directory)::
     <track_id>.json             the metadata sidecar (every parameter, seed, model version, ...)
     <track_id>.latents.npy      the final latents, the start of a later repaint/extend/edit
                                 (:mod:`lofi_daemon.service.latents`; tracks may lack it)
+    <track_id>.tail.npy         a radio segment's held-back tail (the next segment's crossfade
+                                starts from it; :mod:`lofi_daemon.service.radio_render`)
 
 Track ids (the file names) are defined in :mod:`lofi_daemon.service.track_ids`.
 
@@ -17,7 +19,9 @@ what only the cache knows (track id, file name, backend, timing) and writes the 
 The directory is the only source of truth (there is no in-memory index), so the cache survives
 restarts and several daemons may share it. "Last used" is the sidecar's modification time: a
 cache hit touches it. When the total size passes the cap, the least recently used tracks are
-deleted from disk.
+deleted from disk, except pinned tracks (``"pinned": true`` in the sidecar, :meth:`TrackCache.pin`)
+and held ones (:meth:`TrackCache.hold`: an in-memory set of this process, e.g. the radio
+station's segments not yet played; another daemon sharing the folder does not see it).
 
 The folder is shared and so never trusted: sidecars are read by
 :func:`lofi_daemon.service.sidecar.read_sidecar`, symlinks are never entries, only exact names
@@ -33,17 +37,18 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.fsutil import temp_target, write_json_atomic
+from lofi_daemon.fsutil import write_json_atomic
 from lofi_daemon.pipeline.params import FORMATS
+from lofi_daemon.service import cache_scan
+from lofi_daemon.service.cache_scan import TAIL_SUFFIX
 from lofi_daemon.service.latents import LATENTS_SUFFIX, keep_latents
-from lofi_daemon.service.sidecar import TRACK_FILE_RE, BadSidecar, TrackEntry, read_sidecar
+from lofi_daemon.service.sidecar import BadSidecar, TrackEntry, read_sidecar
 from lofi_daemon.service.track_ids import is_track_id
 
 if TYPE_CHECKING:  # the engine module loads ONNX Runtime; the cache only reads its result
@@ -54,14 +59,6 @@ log = logging.getLogger(__name__)
 SIDECAR_SCHEMA: Final = 1
 DEFAULT_MAX_BYTES: Final = 2 * 1024**3
 ORPHAN_GRACE_SEC: Final = 600.0
-
-
-@dataclass
-class _DiskTrack:
-    """The regular files named exactly after one track id (a symlink is never one of ours)."""
-
-    files: dict[Path, float] = dataclasses.field(default_factory=dict)  # path -> mtime
-    has_meta: bool = False
 
 
 class TrackCache:
@@ -81,6 +78,7 @@ class TrackCache:
         self.max_bytes = max_bytes
         self._lock = threading.RLock()
         self._skipped: set[tuple[str, str]] = set()
+        self._held: dict[str, int] = {}  # track id -> hold count (this process only)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._real_root = self.root.resolve()
@@ -100,6 +98,52 @@ class TrackCache:
 
     def latents_path(self, track_id: str) -> Path:
         return self.root / f"{track_id}{LATENTS_SUFFIX}"
+
+    def tail_path(self, track_id: str) -> Path:
+        return self.root / f"{track_id}{TAIL_SUFFIX}"
+
+    def hold(self, track_ids: Iterable[str]) -> None:
+        """Keep ``track_ids`` from eviction until as many :meth:`release` calls (this process
+        only: another daemon sharing the folder may still evict them)."""
+        with self._lock:
+            for track_id in track_ids:
+                self._held[track_id] = self._held.get(track_id, 0) + 1
+
+    def release(self, track_ids: Iterable[str]) -> None:
+        """Undo one :meth:`hold` of each id."""
+        with self._lock:
+            for track_id in track_ids:
+                count = self._held.get(track_id, 0) - 1
+                if count > 0:
+                    self._held[track_id] = count
+                else:
+                    self._held.pop(track_id, None)
+
+    def held(self) -> set[str]:
+        with self._lock:
+            return set(self._held)
+
+    def pin(self, track_id: str, pinned: bool = True) -> TrackEntry | None:
+        """Set (or clear) the track's ``"pinned"`` flag in its sidecar: eviction never removes a
+        pinned track. None when the track is not in the cache.
+
+        Raises:
+            LofiError: OUTPUT_WRITE_FAILED when the sidecar cannot be rewritten.
+        """
+        with self._lock:
+            entry = self._load(track_id) if is_track_id(track_id) else None
+            if entry is None:
+                return None
+            meta = {k: v for k, v in entry.metadata.items() if k != "pinned"}
+            if pinned:
+                meta["pinned"] = True
+            try:
+                write_json_atomic(entry.meta_path, meta)
+            except (OSError, ValueError) as exc:
+                raise LofiError(
+                    errors.OUTPUT_WRITE_FAILED, f"cannot write {entry.meta_path}: {exc}"
+                ) from exc
+            return self._load(track_id)
 
     def get(self, track_id: str, *, touch: bool = True) -> TrackEntry | None:
         """The cached track, or None. A hit counts as a use unless ``touch`` is False."""
@@ -164,11 +208,12 @@ class TrackCache:
         generation_time_sec: float,
         source: dict[str, Any] | None = None,
         variant: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> TrackEntry:
         """Record a finished generation: write its latents (when the result has them), then its
         sidecar (the result's own description plus the cache's fields, see
-        :meth:`_cache_fields`; ``source``, what the task started from; the LoRA ``variant``),
-        then evict to the cap.
+        :meth:`_cache_fields`; ``source``, what the task started from; the LoRA ``variant``;
+        ``extra`` fields, e.g. a radio segment's ``"radio"`` record), then evict to the cap.
 
         Raises:
             LofiError: OUTPUT_WRITE_FAILED when the files cannot be placed or written.
@@ -176,9 +221,11 @@ class TrackCache:
         with self._lock:
             audio = self._place_audio(track_id, Path(result.path))
             latents = keep_latents(self.latents_path(track_id), getattr(result, "latents", None))
+            params = result.params
             meta = {
                 **result.sidecar(),
-                **self._cache_fields(track_id, audio, result),
+                **self._cache_fields(track_id, audio, params.prompt, params.task),
+                "requested_duration_sec": params.duration_sec,
                 "backend": backend,
                 "generation_time_sec": round(generation_time_sec, 3),
             }
@@ -186,39 +233,55 @@ class TrackCache:
                 meta["source"] = source
             if variant is not None:
                 meta["variant"] = variant
-            meta_path = self.meta_path(track_id)
-            try:
-                write_json_atomic(meta_path, meta)
-            except (OSError, ValueError) as exc:
-                self._remove([latents] if latents is not None else [])
-                raise LofiError(
-                    errors.OUTPUT_WRITE_FAILED, f"cannot write {meta_path}: {exc}"
-                ) from exc
-            entry = self._load(track_id)
-            if entry is None:
-                raise LofiError(
-                    errors.OUTPUT_WRITE_FAILED, f"track {track_id} vanished after writing"
-                )
-            self.evict(keep=track_id)
-            return entry
+            meta.update(extra or {})
+            return self._commit(track_id, meta, [latents] if latents is not None else [])
+
+    def add_file(self, track_id: str, audio: Path, meta: Mapping[str, Any]) -> TrackEntry:
+        """Record an audio file that is no generation (a radio library excerpt): ``meta`` holds
+        the public fields (prompt, task, seed, model_version, backend, duration_sec,
+        sample_rate, channels, generation_time_sec); the cache adds its own, then evicts.
+
+        Raises:
+            LofiError: OUTPUT_WRITE_FAILED when the files cannot be placed or written.
+        """
+        with self._lock:
+            placed = self._place_audio(track_id, audio)
+            fields = self._cache_fields(track_id, placed, meta["prompt"], meta["task"])
+            return self._commit(track_id, {**meta, **fields}, [])
+
+    def _commit(self, track_id: str, meta: dict[str, Any], written: list[Path]) -> TrackEntry:
+        """Write the sidecar (the track exists from then on), then evict to the cap."""
+        meta_path = self.meta_path(track_id)
+        try:
+            write_json_atomic(meta_path, meta)
+        except (OSError, ValueError) as exc:
+            self._remove(written)
+            raise LofiError(errors.OUTPUT_WRITE_FAILED, f"cannot write {meta_path}: {exc}") from exc
+        entry = self._load(track_id)
+        if entry is None:
+            raise LofiError(errors.OUTPUT_WRITE_FAILED, f"track {track_id} vanished after writing")
+        self.evict(keep=track_id)
+        return entry
 
     def evict(self, *, keep: str | None = None) -> list[str]:
         """Delete least recently used tracks until the total fits ``max_bytes``.
 
-        ``keep`` (the track just added) is never evicted, even when it alone is over the cap.
-        Returns the evicted track ids.
+        ``keep`` (the track just added), pinned and held tracks are never evicted, even when
+        they alone are over the cap. Returns the evicted track ids.
         """
         with self._lock:
             entries = self.entries()
+            spared = {keep, *self._held}
             total = sum(entry.size_bytes for entry in entries)
             evicted: list[str] = []
             for entry in reversed(entries):  # least recently used first
                 if total <= self.max_bytes:
                     break
-                if entry.track_id == keep:
+                if entry.track_id in spared or entry.metadata.get("pinned") is True:
                     continue
                 files = [entry.meta_path, self.root / entry.metadata["file"]]
-                self._remove([*files, self.latents_path(entry.track_id)])
+                tid = entry.track_id
+                self._remove([*files, self.latents_path(tid), self.tail_path(tid)])
                 total -= entry.size_bytes
                 evicted.append(entry.track_id)
             if evicted:
@@ -232,84 +295,24 @@ class TrackCache:
         daemon's generation in progress is left alone). Matched exactly, and regular files only:
 
         * our temporary files (:func:`lofi_daemon.fsutil.temp_path` of a track file name);
-        * the audio of a track that has no sidecar (stopped between the two writes);
+        * the audio (latents, tail) of a track that has no sidecar (stopped between the writes);
         * a valid sidecar whose audio is gone (a half-deleted track).
 
         Any other name, a symlink, and the files of a track whose sidecar cannot be read are
-        left alone.
+        left alone (:func:`lofi_daemon.service.cache_scan.leftovers`).
         """
         cutoff = time.time() - grace_sec
         with self._lock:
-            leftovers = [p for p, mtime in self._leftovers() if mtime <= cutoff]
-            self._remove(leftovers)
-        if leftovers:
-            log.info("removed %d leftover file(s) from %s", len(leftovers), self.root)
-        return leftovers
-
-    def _leftovers(self) -> list[tuple[Path, float]]:
-        found = [*self._temp_files()]
-        for track_id, disk in self._scan().items():
-            meta_path = self.meta_path(track_id)
-            if not disk.has_meta:
-                if not os.path.lexists(meta_path):  # a symlinked sidecar is not ours to judge
-                    found.extend(disk.files.items())
-                continue
-            try:
-                meta, _ = read_sidecar(meta_path, track_id)
-            except FileNotFoundError:
-                continue
-            except BadSidecar as exc:
-                self._skip(meta_path, str(exc))
-                continue
-            if not os.path.lexists(self.root / meta["file"]):
-                found.append((meta_path, disk.files[meta_path]))
-                latents = self.latents_path(track_id)
-                if latents in disk.files:
-                    found.append((latents, disk.files[latents]))
+            found = [
+                p for p, mtime in cache_scan.leftovers(self.root, self._skip) if mtime <= cutoff
+            ]
+            self._remove(found)
+        if found:
+            log.info("removed %d leftover file(s) from %s", len(found), self.root)
         return found
 
-    def _temp_files(self) -> list[tuple[Path, float]]:
-        found: list[tuple[Path, float]] = []
-        for item in self._listing():
-            target = temp_target(item.name)
-            if target is None or TRACK_FILE_RE.fullmatch(target) is None:
-                continue
-            info = self._regular_stat(item)
-            if info is not None:
-                found.append((Path(item.path), info.st_mtime))
-        return found
-
-    def _listing(self) -> list[os.DirEntry[str]]:
-        try:
-            with os.scandir(self.root) as scan:
-                return list(scan)
-        except OSError:
-            return []
-
-    def _regular_stat(self, item: os.DirEntry[str]) -> os.stat_result | None:
-        try:
-            info = item.stat(follow_symlinks=False)
-        except OSError:
-            return None
-        if not stat.S_ISREG(info.st_mode):
-            self._skip(Path(item.path), "is not a regular file (a symlink?)")
-            return None
-        return info
-
-    def _scan(self) -> dict[str, _DiskTrack]:
-        """Group the regular files named exactly ``<track_id>.<ext>`` by id."""
-        tracks: dict[str, _DiskTrack] = {}
-        for item in self._listing():
-            match = TRACK_FILE_RE.fullmatch(item.name)
-            if match is None:
-                continue
-            info = self._regular_stat(item)
-            if info is None:
-                continue
-            disk = tracks.setdefault(match["id"], _DiskTrack())
-            disk.files[Path(item.path)] = info.st_mtime
-            disk.has_meta = disk.has_meta or match["ext"] == "json"
-        return tracks
+    def _scan(self) -> dict[str, cache_scan.DiskTrack]:
+        return cache_scan.scan(self.root, self._skip)
 
     def _load(self, track_id: str) -> TrackEntry | None:
         meta_path = self.meta_path(track_id)
@@ -332,22 +335,17 @@ class TrackCache:
             track_id=track_id,
             path=self._real_root / name,
             meta_path=meta_path,
-            size_bytes=audio_stat.st_size + meta_stat.st_size + self._latents_size(track_id),
+            size_bytes=audio_stat.st_size
+            + meta_stat.st_size
+            + cache_scan.regular_size(self.latents_path(track_id))
+            + cache_scan.regular_size(self.tail_path(track_id)),
             last_used_at=meta_stat.st_mtime,
             metadata=meta,
         )
 
-    def _latents_size(self, track_id: str) -> int:
-        """The size of the track's latents file (0 when absent or not a regular file)."""
-        try:
-            info = os.lstat(self.latents_path(track_id))
-        except OSError:
-            return 0
-        return info.st_size if stat.S_ISREG(info.st_mode) else 0
-
     def _is_track_file(self, path: Path, track_id: str) -> bool:
-        match = TRACK_FILE_RE.fullmatch(path.name)
-        if match is None or match["id"] != track_id:
+        named = cache_scan.track_name(path.name)
+        if named is None or named[0] != track_id:
             return False
         try:
             return path.parent.resolve() == self._real_root and stat.S_ISREG(os.lstat(path).st_mode)
@@ -378,7 +376,7 @@ class TrackCache:
         return target
 
     @staticmethod
-    def _cache_fields(track_id: str, audio: Path, result: GenerationResult) -> dict[str, Any]:
+    def _cache_fields(track_id: str, audio: Path, prompt: str, task: str) -> dict[str, Any]:
         """What the sidecar holds beyond :meth:`GenerationResult.sidecar`: the cache's own keys
         (``file`` is the name :meth:`_load` trusts, ``track_id`` ties the two files together)."""
         return {
@@ -386,9 +384,8 @@ class TrackCache:
             "track_id": track_id,
             "file": audio.name,
             "format": audio.suffix.lstrip("."),
-            "prompt": result.params.prompt,
-            "task": result.params.task,
-            "requested_duration_sec": result.params.duration_sec,
+            "prompt": prompt,
+            "task": task,
             "created_at": time.time(),
         }
 

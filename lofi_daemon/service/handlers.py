@@ -3,8 +3,8 @@
 Method names follow one convention (docs/protocol.md, "Method names"): a plain verb for an
 operation of the daemon itself (``ping``, ``status``, ``generate``, ``cancel``, ``setup``,
 ``shutdown``) and ``collection.verb`` for an operation on a collection (``tracks.list``,
-``tracks.delete``, ``backends.list``, ``setup.cancel``). Names from before the convention stay
-answered as deprecated aliases (:data:`DEPRECATED_METHODS`).
+``tracks.delete``, ``backends.list``, ``setup.cancel``; the ``radio.*`` methods are in
+:mod:`lofi_daemon.service.radio_handlers`). Older names are deprecated aliases.
 
 Handlers run on the reading thread and answer at once; generation and setup work is handed to
 the :class:`~lofi_daemon.service.jobs.JobRunner` and the
@@ -31,10 +31,18 @@ from lofi_daemon.pipeline.params import (
     GenerationParams,
 )
 from lofi_daemon.service.cache import TrackCache
-from lofi_daemon.service.install_jobs import SetupRequest, SetupRunner
+from lofi_daemon.service.install_jobs import SetupRunner
 from lofi_daemon.service.job_types import PRIORITIES, GenerationEngine, Job
 from lofi_daemon.service.jobs import JobRunner
+from lofi_daemon.service.method_params import (
+    check_backend,
+    check_params,
+    setup_request,
+    track_id_param,
+)
 from lofi_daemon.service.payloads import complete_payload
+from lofi_daemon.service.radio import RadioService
+from lofi_daemon.service.radio_handlers import RadioHandlers
 from lofi_daemon.service.rpc import Handler, MessageWriter, Reply
 from lofi_daemon.service.sources import SOURCE_PARAMS, ResolvedSource, resolve_source
 from lofi_daemon.service.track_ids import track_id_for
@@ -63,34 +71,9 @@ DEPRECATED_METHODS: Final = {
 }
 # Not part of GenerationParams: the queue's, the source's (sources.py) and the LoRA variant.
 GENERATE_ONLY_PARAMS: Final = ("priority", "backend", *SOURCE_PARAMS, "variant")
-SETUP_PARAMS: Final = ("backend", "confirm", "checkpoint", "force")
 
 
 # -- params ----------------------------------------------------------------------------------
-
-
-def check_params(params: dict[str, Any], allowed: tuple[str, ...], method: str) -> None:
-    """Reject parameter names ``method`` does not take (INVALID_PARAMS)."""
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        names = ", ".join(repr(name[:40]) for name in unknown[:5])
-        raise LofiError(errors.INVALID_PARAMS, f"{method} does not take {names}")
-
-
-def track_id_param(params: dict[str, Any], method: str) -> str:
-    """The one ``track_id`` param of ``cancel`` and ``tracks.delete`` (INVALID_PARAMS if not a
-    string; an unknown id is the caller's TRACK_NOT_FOUND)."""
-    check_params(params, ("track_id",), method)
-    track_id = params.get("track_id")
-    if not isinstance(track_id, str):
-        raise LofiError(errors.INVALID_PARAMS, f"{method} needs a string track_id")
-    return track_id
-
-
-def _check_backend(backend: object) -> None:
-    if backend != BACKEND:
-        shown = repr(backend)[:60]
-        raise LofiError(errors.INVALID_BACKEND, f"unknown backend {shown}; use {BACKEND!r}")
 
 
 def generation_params(params: dict[str, Any]) -> GenerationParams:
@@ -100,7 +83,7 @@ def generation_params(params: dict[str, Any]) -> GenerationParams:
     parameter (INVALID_DURATION for ``duration_sec``, ...); unknown names get INVALID_PARAMS.
     """
     fields = {k: v for k, v in params.items() if k not in GENERATE_ONLY_PARAMS}
-    _check_backend(params.get("backend", BACKEND))
+    check_backend(params.get("backend", BACKEND))
     if "prompt" not in fields:
         raise LofiError(errors.INVALID_PROMPT, "generate needs a prompt")
     try:
@@ -139,27 +122,6 @@ def with_source_length(
     return replace(request, duration_sec=round(seconds, 3))
 
 
-def setup_request(params: dict[str, Any]) -> SetupRequest:
-    """Validate the params of a ``setup`` request."""
-    check_params(params, SETUP_PARAMS, "setup")
-    backend = params.get("backend")
-    if not isinstance(backend, str):
-        raise LofiError(errors.INVALID_PARAMS, f"setup needs a string backend ({BACKEND!r})")
-    _check_backend(backend)
-    for name in ("confirm", "force"):
-        if not isinstance(params.get(name, False), bool):
-            raise LofiError(errors.INVALID_PARAMS, f"{name} must be true or false")
-    checkpoint = params.get("checkpoint")
-    if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
-        raise LofiError(errors.INVALID_PARAMS, "checkpoint must be a folder path (a string)")
-    return SetupRequest(
-        backend=backend,
-        confirm=params.get("confirm", False),
-        checkpoint=Path(checkpoint).expanduser() if checkpoint is not None else None,
-        force=params.get("force", False),
-    )
-
-
 # -- handlers --------------------------------------------------------------------------------
 
 
@@ -173,6 +135,7 @@ class Handlers:
         setup_runner: the model installation job.
         writer: where notifications go (a cache hit's ``generation_complete``).
         request_shutdown: called with ``cancel_running`` once a ``shutdown`` reply is out.
+        radio: the radio service (its methods join the table).
     """
 
     def __init__(
@@ -183,6 +146,7 @@ class Handlers:
         setup_runner: SetupRunner,
         writer: MessageWriter,
         request_shutdown: Callable[[bool], None],
+        radio: RadioService | None = None,
     ) -> None:
         self.engine = engine
         self.cache = cache
@@ -192,6 +156,8 @@ class Handlers:
         self._request_shutdown = request_shutdown
         self._warned: set[str] = set()
         self.variants = VariantEngines(engine)
+        self.radio = radio or RadioService(runner, cache, writer.notify)
+        self._radio = RadioHandlers(self.radio, self._radio_ready, self.variants.get, writer.notify)
 
     def table(self) -> dict[str, Handler]:
         """Every answered method name (deprecated aliases included) -> its handler."""
@@ -200,7 +166,7 @@ class Handlers:
         }
         for old, new in DEPRECATED_METHODS.items():
             table[old] = self._deprecated(old, new, table[new])
-        return table
+        return {**table, **self._radio.table()}
 
     def _deprecated(self, old: str, new: str, handler: Handler) -> Handler:
         def alias(params: dict[str, Any]) -> Any:
@@ -375,6 +341,11 @@ class Handlers:
         """The folder the engine reads its models from (shown by the plugin's `:Lofi status`)."""
         models_dir = getattr(self.engine, "models_dir", None)
         return str(models_dir) if models_dir is not None else None
+
+    def _radio_ready(self) -> str:
+        if self.setup_runner.running:
+            raise LofiError(errors.BACKEND_NOT_INSTALLED, "a setup is installing the models")
+        return self._require_ready()
 
     def _require_ready(self) -> str:
         """The model version, or the error that explains why no generation can run."""

@@ -14,11 +14,30 @@ from typing import Any, Final, Literal, Protocol
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.service.sources import ResolvedSource
 
-Priority = Literal["normal", "high"]
-PRIORITIES: Final = ("normal", "high")
+Priority = Literal["normal", "high", "background"]
+PRIORITIES: Final = ("normal", "high")  # what a client's ``generate`` may ask for
+#: "background" (the radio station's jobs) runs after every normal and high job; it never
+#: preempts a running job and does not count against the queue limit.
+QUEUE_PRIORITIES: Final = ("high", "normal", "background")
 DEFAULT_QUEUE_LIMIT: Final = 5
 
 Emit = Callable[[str, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a job's finish hook made of the engine's result: the result to cache (its ``path``
+    and ``duration_sec`` replaced), extra sidecar fields, the files it wrote (removed if a later
+    step fails; the hook cleans up itself when it raises) and the track id to cache it under
+    (the job's, or a new one when what the file holds was decided only now)."""
+
+    result: Any
+    extra: dict[str, Any]
+    files: list[Path]
+    track_id: str
+
+
+Finish = Callable[[Any], Finished]
 CancelOutcome = Literal["cancelled", "cancelling"]
 
 
@@ -73,6 +92,10 @@ class Job:
     source: ResolvedSource | None = None  # repaint, extend, edit, audio2audio
     engine: GenerationEngine | None = None  # a LoRA variant's engine (else the runner's)
     variant: str | None = None  # that variant's name
+    # The radio station's jobs (service/radio_station.py):
+    notify: Emit | None = None  # where its notifications go instead of the client
+    finish: Finish | None = None  # turns the engine's output into what the cache keeps
+    accept_cached: Callable[[Any], bool] | None = None  # may a cache hit (TrackEntry) end it?
 
     def run(self, engine: GenerationEngine, progress: Callable[[Any], None]) -> Any:
         """Run the job on its own engine, else ``engine``; a source file is checked again first

@@ -2,7 +2,9 @@
 
 Every accepted job ends with exactly one terminal notification: ``generation_complete``,
 ``generation_error`` or ``generation_cancelled``. The queue limit counts every accepted job
-that has not ended yet, the running one included. A running job being cancelled is never
+that has not ended yet, the running one included, except "background" jobs (the radio
+station's: they queue behind every other job and send their notifications to their own sink,
+:attr:`Job.notify`, never to the client). A running job being cancelled is never
 shared with a new request: :meth:`JobRunner.submit` of a new job for its track announces its
 end at once, before the new job's reply, and it sends nothing more. The notifications' params
 are built in :mod:`lofi_daemon.service.payloads`; which progress updates are sent is
@@ -24,6 +26,7 @@ from lofi_daemon.errors import CancelledError, LofiError
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.job_types import (
     DEFAULT_QUEUE_LIMIT,
+    QUEUE_PRIORITIES,
     CancelResult,
     Emit,
     GenerationEngine,
@@ -112,7 +115,7 @@ class JobRunner:
                 self._running.cancel_event.set()
             self._cond.notify_all()
         for job in dropped:
-            self.announce_cancelled(job.track_id)
+            self._emit_for(job)("generation_cancelled", cancelled_payload(job.track_id))
 
     def cancel_running(self) -> None:
         with self._cond:
@@ -142,17 +145,17 @@ class JobRunner:
             superseded = running if is_for(running, job.track_id, stopping=True) else None
             if superseded is not None:
                 superseded.superseded = True  # it ends now, for the client (see _end_early)
-            accepted = len(self._pending) + (running is not None and not running.superseded)
-            if accepted >= self.limit:
+            accepted = sum(1 for queued in self._pending if queued.priority != "background")
+            accepted += running is not None and not running.superseded
+            if accepted >= self.limit and job.priority != "background":
                 raise LofiError(
                     errors.QUEUE_FULL,
                     f"{accepted} generation(s) already queued or running; the limit is "
                     f"{self.limit}",
                 )
             job.held = hold
-            index = len(self._pending)
-            if job.priority == "high":
-                index = sum(1 for queued in self._pending if queued.priority == "high")
+            rank = QUEUE_PRIORITIES.index(job.priority)
+            index = sum(1 for q in self._pending if QUEUE_PRIORITIES.index(q.priority) <= rank)
             self._pending.insert(index, job)
             self._cond.notify_all()
             position = index + (running is not None)
@@ -180,16 +183,24 @@ class JobRunner:
                     return index + offset
             return None
 
-    def cancel(self, track_id: str) -> CancelResult:
+    def cancel(self, track_id: str, *, owned: bool = False) -> CancelResult:
         """Cancel a job.
 
         A removed queued job is announced by the caller (:meth:`announce_cancelled`, once its
-        reply is out); a running job is announced by the worker when the engine stops.
+        reply is out); a running job is announced by the worker when the engine stops. A job
+        with its own sink (the radio station's) is only cancelled by its owner (``owned``).
 
         Raises:
-            LofiError: TRACK_NOT_FOUND when no queued or running job has that id.
+            LofiError: TRACK_NOT_FOUND when no queued or running job has that id;
+                INVALID_PARAMETER for a radio station's job (without ``owned``).
         """
         with self._cond:
+            found = [j for j in (*self._pending, self._running) if j and j.track_id == track_id]
+            if not owned and any(j.notify is not None for j in found):
+                raise LofiError(
+                    errors.INVALID_PARAMETER,
+                    f"{track_id} is a radio station segment; stop the station with radio.stop",
+                )
             for index, job in enumerate(self._pending):
                 if job.track_id == track_id:
                     del self._pending[index]
@@ -210,7 +221,7 @@ class JobRunner:
                 return
             job.ended = True
             step = job.progress["step"] if job.progress else 0
-            self._emit("generation_cancelled", cancelled_payload(job.track_id, step))
+            self._emit_for(job)("generation_cancelled", cancelled_payload(job.track_id, step))
         log.info("%s is requested again while cancelling: it ends now", job.track_id)
 
     def _send(
@@ -221,7 +232,11 @@ class JobRunner:
             if job.ended:
                 return
             job.ended = terminal
-            self._emit(method, params)
+            self._emit_for(job)(method, params)
+
+    def _emit_for(self, job: Job) -> Emit:
+        """Where ``job``'s notifications go: its own sink, else the client."""
+        return job.notify if job.notify is not None else self._emit
 
     def announce_cancelled(self, track_id: str, step: int | None = None) -> None:
         """Send ``generation_cancelled`` for a job that ends without running (or at ``step``)."""
@@ -296,7 +311,7 @@ class JobRunner:
         """Run one job; returns its terminal notification."""
         params = job.params
         hit = self._cache.get(job.track_id)  # another daemon sharing the folder may have made it
-        if hit is not None:
+        if hit is not None and (job.accept_cached is None or job.accept_cached(hit)):
             log.info("%s is in the cache already", job.track_id)
             return "generation_complete", complete_payload(hit, cached=True)
         log.info(
@@ -314,6 +329,9 @@ class JobRunner:
             result = job.run(self._engine, lambda p: self._on_progress(job, throttle, p))
             if not existed:
                 created.append(Path(result.path))
+            extra: dict[str, Any] = {}
+            if job.finish is not None:
+                result, extra = self._finish(job, result, created)
             entry = self._cache.add(
                 job.track_id,
                 result,
@@ -321,6 +339,7 @@ class JobRunner:
                 generation_time_sec=self._clock() - started,
                 source=job.source.record if job.source is not None else None,
                 variant=job.variant,
+                extra=extra,
             )
         except CancelledError:
             self._cache.discard(job.track_id, created)
@@ -339,6 +358,18 @@ class JobRunner:
         self._final_progress(job)
         log.info("finished %s in %.1fs", job.track_id, self._clock() - started)
         return "generation_complete", complete_payload(entry, cached=False)
+
+    @staticmethod
+    def _finish(job: Job, result: Any, created: list[Path]) -> tuple[Any, dict[str, Any]]:
+        """Run the job's finish hook; the files it makes are the job's (discarded on failure),
+        under the track id it gives."""
+        assert job.finish is not None
+        if job.cancel_event.is_set():
+            raise CancelledError()
+        finished = job.finish(result)
+        created.extend(finished.files)
+        job.track_id = finished.track_id  # its notifications go to its own sink
+        return finished.result, finished.extra
 
     def _on_progress(self, job: Job, throttle: ProgressThrottle, progress: ProgressLike) -> None:
         """Record the engine's progress and forward it, throttled.

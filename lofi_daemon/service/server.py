@@ -6,7 +6,8 @@ The main thread reads stdin and answers every request at once (the methods are i
 :class:`~lofi_daemon.service.install_jobs.SetupRunner` thread, both of which send notifications.
 
 The daemon stops on a ``shutdown`` request, at end of input or on SIGTERM/SIGINT/SIGHUP. It then
-cancels a running setup, cancels the queued generations, finishes the running one (``shutdown``)
+cancels a running setup, stops the radio station (``radio_stopped`` "shutdown"), cancels the
+queued generations, finishes the running one (``shutdown``)
 or cancels it (every other reason), waits up to :data:`CANCEL_GRACE_SEC` and closes the engine.
 The process entry point (``lofi-daemon serve``: options, logging, stdout) is
 :mod:`lofi_daemon.cli.serve`. The protocol is documented in docs/protocol.md.
@@ -27,6 +28,7 @@ from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.handlers import Handlers
 from lofi_daemon.service.install_jobs import SetupRunner
 from lofi_daemon.service.jobs import DEFAULT_QUEUE_LIMIT, GenerationEngine, JobRunner
+from lofi_daemon.service.radio import RadioService
 from lofi_daemon.service.rpc import Dispatcher, MessageWriter
 from lofi_daemon.service.throttle import PROGRESS_INTERVAL_SEC, PROGRESS_STEP_PERCENT
 
@@ -81,8 +83,15 @@ class DaemonServer:
             engine_dir = getattr(engine, "models_dir", None)
             models_dir = Path(engine_dir) if engine_dir is not None else default_models_dir()
         self.setup_runner = SetupRunner(models_dir, self.writer.notify, self._reload_engine)
+        self.radio = RadioService(self.runner, cache, self.writer.notify)
         self.handlers = Handlers(
-            engine, cache, self.runner, self.setup_runner, self.writer, self._request_shutdown
+            engine,
+            cache,
+            self.runner,
+            self.setup_runner,
+            self.writer,
+            self._request_shutdown,
+            radio=self.radio,
         )
         self.dispatcher = Dispatcher(self.writer, self.handlers.table())
         self._stdin = stdin
@@ -102,6 +111,7 @@ class DaemonServer:
             "cancelling" if cancel_running else "finishing",
         )
         self._stop_setup()
+        self.radio.stop("shutdown")  # its job is cancelled before the queue drains
         self._drain(cancel_running=cancel_running)
         try:
             self.engine.close()

@@ -77,6 +77,8 @@ class TrackEntry:
             **({"src_track_id": self.src_track_id} if self.src_track_id else {}),
             **({"params": meta["params"]} if isinstance(meta.get("params"), dict) else {}),
             **({"variant": meta["variant"]} if isinstance(meta.get("variant"), str) else {}),
+            **({"radio": meta["radio"]} if isinstance(meta.get("radio"), dict) else {}),
+            "pinned": meta.get("pinned") is True,
         }
 
     @property

@@ -230,3 +230,57 @@ def test_discard_removes_a_partial_generation(tmp_path: Path) -> None:
     assert (tmp_path / f"{track_id}.wav").exists()
     cache.discard(track_id, [tmp_path / f"{track_id}.wav"])  # the files the generation created
     assert list(tmp_path.iterdir()) == []
+
+
+# -- pins, holds and radio tails --------------------------------------------------------------
+
+
+def _tracks(cache: TrackCache, count: int) -> list[str]:
+    ids = []
+    for n in range(count):
+        track_id = f"{n:024x}"
+        params = GenerationParams(prompt="pin", duration_sec=1, seed=n)
+        result = FakeEngine().generate(params, cache.audio_path(track_id, "wav"))
+        cache.add(track_id, result, backend="ace-step", generation_time_sec=0.1)
+        ids.append(track_id)
+    return ids
+
+
+def test_pinned_and_held_tracks_survive_eviction(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path / "cache")
+    pinned, held, plain = _tracks(cache, 3)
+    assert cache.pin(pinned) is not None
+    assert cache.get(pinned, touch=False).metadata["pinned"] is True  # type: ignore[union-attr]
+    assert cache.pin("f" * 24) is None
+    cache.hold([held])
+    cache.tail_path(held).write_bytes(b"tail")
+    cache.max_bytes = 1
+    assert cache.evict() == [plain]
+    assert {e.track_id for e in cache.entries()} == {pinned, held}
+    cache.release([held])
+    assert cache.evict() == [held]
+    assert not cache.tail_path(held).exists()  # removed with its track
+    cache.pin(pinned, pinned=False)
+    assert cache.evict() == [pinned]
+
+
+def test_holds_count_and_a_tail_counts_in_the_size(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path / "cache")
+    [track] = _tracks(cache, 1)
+    size = cache.get(track).size_bytes  # type: ignore[union-attr]
+    cache.tail_path(track).write_bytes(b"0" * 100)
+    assert cache.get(track).size_bytes == size + 100  # type: ignore[union-attr]
+    cache.hold([track])
+    cache.hold([track])
+    cache.release([track])
+    assert cache.held() == {track}
+    cache.release([track])
+    assert cache.held() == set()
+    assert cache.delete(track) and not cache.tail_path(track).exists()
+
+
+def test_an_orphaned_tail_is_swept(tmp_path: Path) -> None:
+    cache = TrackCache(tmp_path / "cache")
+    orphan = cache.tail_path("e" * 24)
+    orphan.write_bytes(b"tail")
+    assert cache.remove_orphans(grace_sec=0) == [orphan]

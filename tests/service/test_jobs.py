@@ -332,3 +332,73 @@ def test_submit_from_many_threads_respects_the_limit(tmp_path: Path) -> None:
         assert len(accepted) == 4
     finally:
         h.close()
+
+
+# -- background jobs (the radio station's) ----------------------------------------------------
+
+
+def test_background_jobs_run_last_and_do_not_count_against_the_limit(paused: Harness) -> None:
+    running = paused.job()
+    paused.runner.submit(running)
+    assert paused.engine.paused.wait(5)
+    sink = Events()
+    background = paused.job("background")
+    background.notify = sink
+    assert paused.runner.submit(background) == 1
+    normal, high = paused.job(), paused.job("high")
+    assert paused.runner.submit(normal) == 1
+    assert paused.runner.submit(high) == 1
+    assert [q["priority"] for q in paused.runner.snapshot()["queue"]] == [
+        "high",
+        "normal",
+        "background",
+    ]
+    with pytest.raises(LofiError) as info:  # the limit (3) counts only the client's jobs
+        paused.runner.submit(paused.job())
+    assert info.value.code == errors.QUEUE_FULL
+    with pytest.raises(LofiError) as refused:  # the owner alone cancels a station's job
+        paused.runner.cancel(background.track_id)
+    assert refused.value.code == errors.INVALID_PARAMETER
+    paused.engine.resume.set()
+    sink.wait("generation_complete", background.track_id)
+    order = [p.seed for p in paused.engine.calls]
+    assert order == [j.params.seed for j in (running, high, normal, background)]
+    # Its notifications went to its sink only.
+    assert paused.events.of(background.track_id) == []
+    assert next(m for m, _ in sink.of(background.track_id)) == "generation_start"
+
+
+def test_a_finish_hook_replaces_the_output_and_may_rekey_it(harness: Harness) -> None:
+    from lofi_daemon.service.job_types import Finished
+
+    job = harness.job()
+    new_id = "a" * 24
+
+    def finish(result: Any) -> Finished:
+        target = harness.cache.audio_path(new_id, "flac")
+        data, rate = sf.read(str(result.path))
+        sf.write(str(target), data, rate, subtype="PCM_16")
+        Path(result.path).unlink()
+        return Finished(
+            result.__class__(**{**vars(result), "path": target}), {"x": 1}, [target], new_id
+        )
+
+    job.finish = finish
+    harness.runner.submit(job)
+    done = harness.events.wait("generation_complete", new_id)
+    entry = harness.cache.get(new_id)
+    assert entry is not None and entry.metadata["x"] == 1 and done["format"] == "flac"
+    assert not list(harness.cache.root.glob("*.wav"))
+
+
+def test_a_failing_finish_hook_leaves_no_file(harness: Harness) -> None:
+    job = harness.job()
+
+    def finish(result: Any) -> Any:
+        raise LofiError(errors.OUTPUT_WRITE_FAILED, "disk full")
+
+    job.finish = finish
+    harness.runner.submit(job)
+    error = harness.events.wait("generation_error", job.track_id)
+    assert error["code"] == errors.OUTPUT_WRITE_FAILED
+    assert not any(harness.cache.root.iterdir())

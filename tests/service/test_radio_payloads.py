@@ -1,0 +1,47 @@
+"""The radio notification params: each builder gives exactly the fields docs/protocol.md lists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lofi_daemon.service.radio_payloads import segment_payload, starved_payload, stopped_payload
+
+PROTOCOL_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+SEGMENT = {
+    "index": 2,
+    "kind": "generated",
+    "track_id": "0" * 24,
+    "path": "/c/x.flac",
+    "duration_sec": 5.0,
+    "start_sec": 10.0,
+    "prompt": "rain",
+}
+
+
+def documented(method: str) -> list[str]:
+    text = PROTOCOL_DOC.read_text(encoding="utf-8")
+    match = re.search(rf"^\| `{method}` \| ([^|]+) \|$", text, re.MULTILINE)
+    assert match, f"{method} is not in a notification table"
+    return [name.strip(" `") for name in match.group(1).split(",")]
+
+
+def test_radio_segment() -> None:
+    payload = segment_payload("s1", 12.34567, SEGMENT)
+    assert payload == {"station_id": "s1", "buffer_ahead_sec": 12.346, **SEGMENT}
+    assert list(payload) == documented("radio_segment")
+
+
+def test_radio_starved() -> None:
+    payload = starved_payload("s1", 1.0, 0.51234, None)
+    assert payload["rtf"] == 0.512 and payload["fill_track_id"] is None
+    assert "no cached track" in payload["message"]
+    assert list(payload) == documented("radio_starved")
+    assert "library" in starved_payload("s1", 1.0, None, "1" * 24)["message"]
+
+
+def test_radio_stopped() -> None:
+    assert stopped_payload("s1", "stopped") == {"station_id": "s1", "reason": "stopped"}
+    failed = stopped_payload("s1", "failed", "boom")
+    assert failed["message"] == "boom"
+    assert documented("radio_stopped")[:2] == ["station_id", "reason"]
