@@ -138,6 +138,15 @@ M.subcommands = {
       end
     end,
   },
+  radio = {
+    usage = require("lofi.radio_commands").USAGE,
+    run = function(args)
+      require("lofi.radio_commands").run(args)
+    end,
+    complete = function(arglead, args)
+      return require("lofi.radio_args").complete(arglead, args)
+    end,
+  },
   cancel = {
     usage = "cancel [track id]",
     run = function(args)

@@ -41,6 +41,7 @@ local defaults = {
     width = 44,
     border = "rounded",
   },
+  radio = require("lofi.radio_config").defaults,
   notify = true,
   log = {
     level = "info",
@@ -91,6 +92,7 @@ local schema = {
     width = "posint",
     border = "string|table",
   },
+  radio = require("lofi.radio_config").schema,
   notify = "boolean",
   log = {
     level = { one_of = LOG_LEVELS },
@@ -267,6 +269,10 @@ function M.validate(opts)
         if err then
           return err
         end
+      end
+      local ranges_err = key == "radio" and require("lofi.radio_config").check(value) or nil
+      if ranges_err then
+        return ranges_err
       end
     else
       local err = M.check_value(key, spec, value)

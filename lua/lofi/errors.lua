@@ -32,6 +32,7 @@ M.daemon = {
   INVALID_FORMAT = -32017,
   OUTPUT_WRITE_FAILED = -32018,
   INVALID_SOURCE = -32019,
+  RADIO_NOT_ACTIVE = -32020,
 }
 
 -- Client codes (raised by the plugin itself; range -32100..-32199).
@@ -60,6 +61,12 @@ local client_remedies = {
   PLAYER_NOT_FOUND = "Install mpv, ffplay, pw-play, paplay, afplay or aplay, or set player.cmd.",
   NO_TRACK = "Generate a track first (:Lofi generate) or pick one with :Lofi tracks.",
   NOT_SUPPORTED = "See :help lofi for what this version supports.",
+}
+
+--- Remedies, as they apply in the editor, of daemon codes the plugin also raises itself.
+---@type table<string, string>
+local editor_remedies = {
+  RADIO_NOT_ACTIVE = "Start a station with :Lofi radio (or require('lofi').radio.start()).",
 }
 
 ---@type table<integer, string>
@@ -105,7 +112,7 @@ function M.new(code, message, extra)
     code = code,
     name = name,
     message = message,
-    remedy = extra.remedy or client_remedies[name],
+    remedy = extra.remedy or client_remedies[name] or editor_remedies[name],
     data = extra.data,
     track_id = extra.track_id,
   }

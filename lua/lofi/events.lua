@@ -16,6 +16,10 @@ M.patterns = {
   setup_complete = "LofiSetupComplete",
   setup_error = "LofiSetupError",
   setup_cancelled = "LofiSetupCancelled",
+  radio_start = "LofiRadioStart",
+  radio_segment = "LofiRadioSegment",
+  radio_stop = "LofiRadioStop",
+  radio_starved = "LofiRadioStarved",
 }
 
 ---@type table<string, table<integer, fun(data: table)>>

@@ -1,4 +1,5 @@
---- `:checkhealth lofi`: Neovim, the daemon (a live ping), ONNX Runtime, models, player, logs.
+--- `:checkhealth lofi`: Neovim, the daemon (a live ping), ONNX Runtime, models, player, radio
+--- (mpv), logs.
 local M = {}
 
 local health = vim.health
@@ -141,6 +142,28 @@ local function check_player(cfg)
   end
 end
 
+--- The radio plays gaplessly with mpv (its IPC socket); other players fall back to one file
+--- after another.
+---@param cfg lofi.Config
+local function check_radio(cfg)
+  health.start("lofi.nvim: radio")
+  if cfg.player.cmd then
+    health.info(
+      "player.cmd is set: the radio plays its segments one after another through it (a short "
+        .. "gap at each join); without player.cmd it uses mpv, which plays them gaplessly"
+    )
+    return
+  end
+  if vim.fn.executable("mpv") == 1 then
+    health.ok("mpv: " .. vim.fn.exepath("mpv") .. " (gapless radio playback)")
+  else
+    health.warn(
+      "mpv not found: the radio plays its segments one after another (a short gap at each join)",
+      { M.player_advice()[1] }
+    )
+  end
+end
+
 local function check_logs()
   local log = require("lofi.log")
   health.start("lofi.nvim: logs")
@@ -162,6 +185,7 @@ function M.check()
     check_models(cfg)
   end
   check_player(cfg)
+  check_radio(cfg)
   check_logs()
 end
 

@@ -3,7 +3,8 @@
 --- The public Lua API. The work is done by one module per job: `lofi.generations` (the
 --- generations in flight; every `generate()` callback runs exactly once), `lofi.install` (the
 --- `:Lofi setup` installation), `lofi.routing` (daemon notifications become events, see
---- `lofi.events`), `lofi.rpc` and `lofi.client` (the daemon), `lofi.player` (playback).
+--- `lofi.events`), `lofi.rpc` and `lofi.client` (the daemon), `lofi.player` (playback),
+--- `lofi.radio` (the endless station, `M.radio`).
 local client = require("lofi.client")
 local config = require("lofi.config")
 local errors = require("lofi.errors")
@@ -13,6 +14,7 @@ local install = require("lofi.install")
 local log = require("lofi.log")
 local player = require("lofi.player")
 local progress = require("lofi.progress")
+local radio = require("lofi.radio")
 local redraw = require("lofi.redraw")
 local routing = require("lofi.routing")
 local rpc = require("lofi.rpc")
@@ -198,31 +200,68 @@ function M.play(track, opts)
   end)
 end
 
---- Stop playback.
+--- Stop playback, and the radio station if one plays.
 ---@return boolean stopped whether something was playing
 function M.stop()
+  local radio_stopped = radio.stop()
   local stopped = player.stop()
   redraw.statusline()
-  return stopped
+  return stopped or radio_stopped
 end
 
---- Pause playback (SIGSTOP to the player; not on Windows).
+--- Pause playback: the radio station if one plays, else the player (SIGSTOP; not on Windows).
 ---@return boolean ok
 ---@return lofi.Error? err
 function M.pause()
+  if radio.active() then
+    return radio.pause(), nil
+  end
   local ok, err = player.pause()
   redraw.statusline()
   return ok, err
 end
 
---- Resume paused playback.
+--- Resume paused playback (the radio station if one plays).
 ---@return boolean ok
 ---@return lofi.Error? err
 function M.resume()
+  if radio.active() then
+    return radio.resume(), nil
+  end
   local ok, err = player.resume()
   redraw.statusline()
   return ok, err
 end
+
+--- The radio: one endless station, generated while it plays (see `:help lofi-radio`).
+--- Callbacks are optional; without one, errors are shown with `vim.notify`.
+M.radio = {
+  --- Start a station (stopping the one that plays): options or just the prompt.
+  ---@type fun(opts?: lofi.RadioStartOpts|string, cb?: fun(err: lofi.Error?, result: table?))
+  start = radio.start,
+  --- Stop the station; returns whether one was playing.
+  ---@type fun(cb?: fun(err: lofi.Error?, result: table?)): boolean
+  stop = radio.stop,
+  --- Skip to the next segment.
+  ---@type fun(cb?: fun(err: lofi.Error?)): boolean
+  skip = radio.skip,
+  ---@type fun(cb?: fun(err: lofi.Error?)): boolean
+  pause = radio.pause,
+  ---@type fun(cb?: fun(err: lofi.Error?)): boolean
+  resume = radio.resume,
+  --- Keep the segment heard (or `index`, or `all` of them) against cache eviction.
+  ---@type fun(opts?: {index?: integer, all?: boolean}, cb?: fun(err: lofi.Error?, result: table?))
+  like = radio.like,
+  --- Save the station so far as one file.
+  ---@type fun(path?: string, cb?: fun(err: lofi.Error?, result: table?))
+  save = radio.save,
+  --- The daemon's view of the station (`{status = "idle"}` without one).
+  ---@type fun(cb: fun(err: lofi.Error?, result: table?))
+  status = radio.status,
+  --- True while a station plays in this editor.
+  ---@type fun(): boolean
+  active = radio.active,
+}
 
 --- Subscribe to an event (see `:help lofi-events`); returns a function that unsubscribes.
 ---@param event lofi.EventName
@@ -249,12 +288,13 @@ function M.last_track()
   return generations.last_track()
 end
 
---- Stop the player and the daemon (bounded wait) and close the progress window. Runs on
+--- Stop the radio, the player and the daemon (bounded wait) and close the progress window. Runs on
 --- `VimLeavePre`; the daemon starts again on next use.
 ---@param timeout_ms? integer default `daemon.shutdown_timeout_ms`
 ---@return boolean exited the daemon is gone
 function M.shutdown(timeout_ms)
   -- Blocking (bounded): on VimLeavePre no timer would fire to SIGKILL a stubborn player.
+  radio.shutdown()
   player.stop({ sync = true })
   local exited = rpc.shutdown_sync(timeout_ms)
   progress.close()

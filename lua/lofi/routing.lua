@@ -3,14 +3,16 @@
 --- never needs to know about the modules below.
 ---
 --- `generation_*` notifications that carry a `track_id` go to `lofi.generations`; `setup_*`
---- notifications that carry a `backend` go to `lofi.install`; anything else is logged and
---- ignored. When the daemon ends, `daemon_exit` fires, unfinished generations and the
---- installation fail with DAEMON_EXITED, and an unexpected exit nobody else hears of is shown.
+--- notifications that carry a `backend` go to `lofi.install`; `radio_*` notifications that
+--- carry a `station_id` go to `lofi.radio`; anything else is logged and ignored. When the
+--- daemon ends, `daemon_exit` fires, unfinished generations and the installation fail with
+--- DAEMON_EXITED, a radio station stops, and an unexpected exit nobody else hears of is shown.
 local client = require("lofi.client")
 local events = require("lofi.events")
 local generations = require("lofi.generations")
 local install = require("lofi.install")
 local log = require("lofi.log")
+local radio = require("lofi.radio")
 local redraw = require("lofi.redraw")
 local rpc = require("lofi.rpc")
 local user = require("lofi.user")
@@ -23,11 +25,14 @@ local M = {}
 function M.route(method, params)
   local generation_handler = generations.handlers[method]
   local setup_handler = install.handlers[method]
+  local radio_handler = radio.handlers[method]
   local handler
   if generation_handler and type(params.track_id) == "string" then
     handler = generation_handler
   elseif setup_handler and type(params.backend) == "string" then
     handler = setup_handler
+  elseif radio_handler and type(params.station_id) == "string" then
+    handler = radio_handler
   else
     log.debug("ignoring notification %s", method)
     return
@@ -52,6 +57,9 @@ local function on_daemon_exit(daemon)
   })
   local failed = generations.fail_all(reason)
   install.fail(reason)
+  if radio.daemon_exited(daemon, reason) then
+    failed = failed + 1 -- the radio says so itself
+  end
   redraw.statusline()
   if not daemon.stopping and failed == 0 then
     user.notify(reason, vim.log.levels.WARN)

@@ -1,4 +1,6 @@
---- A short statusline string: what is generating, installing or playing ("" when idle).
+--- A short statusline string: what is generating, installing or playing ("" when idle): a
+--- radio station shows its prompt and the seconds of audio ready ahead (`📻 rainy jazzhop
+--- +45s`; "…" before the daemon reported any).
 ---
 --- Use `require("lofi.status").get` as a statusline component and `is_active` as its
 --- condition. The string is escaped for 'statusline' ("%" doubled). Every change of what it
@@ -38,6 +40,19 @@ local function setup_text()
   return text
 end
 
+--- "📻 rainy jazzhop +45s" while a radio station plays, nil otherwise.
+---@return string?
+local function radio_text()
+  local radio = package.loaded["lofi.radio"]
+  local info = radio and radio.info()
+  if not info then
+    return nil
+  end
+  local ahead = info.buffer_ahead_sec
+  local buffer = ahead and string.format(" +%ds", math.floor(ahead)) or " …"
+  return "📻 " .. (info.paused and "⏸ " or "") .. short(info.prompt) .. buffer
+end
+
 --- The status text, unescaped.
 ---@return string
 function M.text()
@@ -53,6 +68,10 @@ function M.text()
   local setup = setup_text()
   if setup then
     return setup
+  end
+  local radio = radio_text()
+  if radio then
+    return radio
   end
   local playing = require("lofi.player").current()
   if playing then

@@ -35,6 +35,28 @@
 ---@field width integer
 ---@field border string|string[]
 
+---@class (exact) lofi.RadioConfig
+---@field prompt string the station's prompt when `:Lofi radio` gets none
+---@field segment number seconds of new music per segment, 5-120
+---@field context number seconds of the previous segment each continuation hears, 5-120
+---@field crossfade number seconds of each join's crossfade, 0.1-5
+---@field variation integer segments between moves of the prompt (0: it never moves)
+---@field volume? number mpv's volume, 0-100 (nil: mpv's default)
+---@field mpv_args string[] extra mpv arguments (e.g. {"--ao=null"})
+
+---@class (exact) lofi.RadioStartOpts
+---@field prompt? string
+---@field segment? number seconds
+---@field context? number seconds
+---@field crossfade? number seconds
+---@field variation? integer
+---@field seed? integer the station's seed (nil: random); the same seed replays the station
+---@field ahead? integer segments the daemon keeps ready ahead of the playhead (1-4)
+---@field steps? integer inference steps per segment (default `generate.steps`)
+---@field scheduler? "euler"|"heun"|"pingpong"
+---@field guidance_scale? number
+---@field variant? string LoRA variant (default `generate.variant`)
+
 ---@class (exact) lofi.LogConfig
 ---@field level "trace"|"debug"|"info"|"warn"|"error"|"off"
 
@@ -43,6 +65,7 @@
 ---@field generate lofi.GenerateDefaults
 ---@field player lofi.PlayerConfig
 ---@field progress lofi.ProgressConfig
+---@field radio lofi.RadioConfig
 ---@field notify boolean messages when a track is ready or cancelled
 ---@field log lofi.LogConfig
 
@@ -51,6 +74,7 @@
 ---@field generate? lofi.GenerateDefaults|{}
 ---@field player? lofi.PlayerConfig|{}
 ---@field progress? lofi.ProgressConfig|{}
+---@field radio? lofi.RadioConfig|{}
 ---@field notify? boolean
 ---@field log? lofi.LogConfig|{}
 
@@ -139,3 +163,7 @@
 ---| "setup_complete"
 ---| "setup_error"
 ---| "setup_cancelled"
+---| "radio_start"
+---| "radio_segment"
+---| "radio_stop"
+---| "radio_starved"
