@@ -3,8 +3,9 @@
 ``--task text2music`` (the default) times whole generations. ``--task extend`` times the extend
 task over a grid of source lengths and extension lengths: the cost of encoding each source (audio
 → DCAE latents, what a cached track's saved latents spare) and the cost of one denoising step,
-which grows with the whole extended length (source + extension). The report is one JSON object on stdout (a table of the grid also goes to
-stderr, for reading).
+which grows with the whole extended length (source + extension). ``--radio N`` times the radio's
+segments (:mod:`lofi_daemon.cli.bench_radio`). The report is one JSON object on stdout (a table or
+a summary also goes to stderr, for reading).
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ from typing import Any, Final
 import numpy as np
 
 from lofi_daemon import errors
+from lofi_daemon.cli.bench_radio import add_radio_arguments, bench_radio, check_radio_args
 from lofi_daemon.cli.generate import add_engine_arguments
 from lofi_daemon.errors import LofiError
 from lofi_daemon.paths import default_models_dir
 from lofi_daemon.pipeline.decode import DecodeSettings
 from lofi_daemon.pipeline.engine import Engine, GenerationResult
-from lofi_daemon.pipeline.params import GenerationParams, seconds_to_frames
+from lofi_daemon.pipeline.params import (
+    SCHEDULERS,
+    GenerationParams,
+    Scheduler,
+    seconds_to_frames,
+)
 from lofi_daemon.pipeline.source import SourceAudio
 
 LOG = logging.getLogger(__name__)
@@ -61,6 +68,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--duration", type=float, default=30.0, help="text2music: length in seconds")
     p.add_argument("--steps", type=int, default=27, help="denoising steps")
+    p.add_argument(
+        "--scheduler", default="euler", choices=SCHEDULERS, help="sampler (default: euler)"
+    )
     p.add_argument("--runs", type=int, default=1, help="text2music: runs to time")
     p.add_argument(
         "--sources",
@@ -81,6 +91,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help="checkpoint folder, to time the project's torch modules too (needs the export extra)",
     )
     p.add_argument("--keep-loaded", action="store_true", help="keep the denoiser loaded")
+    add_radio_arguments(p)
     add_engine_arguments(p)
 
 
@@ -108,6 +119,7 @@ def run_bench(args: argparse.Namespace) -> int:
             errors.INVALID_PARAMETER,
             f"bench times --task {' or '.join(BENCH_TASKS)}, not {args.task!r}",
         )
+    radio = check_radio_args(args)
     extend = args.task == "extend"
     if extend:
         sources = _seconds_list(args.sources, "--sources")
@@ -119,17 +131,31 @@ def run_bench(args: argparse.Namespace) -> int:
         keep_loaded=args.keep_loaded,
         decode=DecodeSettings(),
     )
-    if extend:
-        report = bench_extend(engine, sources, extensions, steps=args.steps)
+    if radio is not None:
+        report = bench_radio(
+            engine, radio, prompt=BENCH_PROMPT, steps=args.steps, scheduler=args.scheduler
+        )
+    elif extend:
+        report = bench_extend(
+            engine, sources, extensions, steps=args.steps, scheduler=args.scheduler
+        )
     else:
-        report = bench_text2music(engine, duration=args.duration, steps=args.steps, runs=args.runs)
+        report = bench_text2music(
+            engine,
+            duration=args.duration,
+            steps=args.steps,
+            runs=args.runs,
+            scheduler=args.scheduler,
+        )
     report["providers"] = engine.providers_in_use()
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     if args.checkpoint is not None:
         report["onnx_vs_torch"] = compare_with_torch(
             args.checkpoint,
             engine.models_dir,
-            frames=engine.manifest.constants.latent_frames(args.duration),
+            frames=engine.manifest.constants.latent_frames(
+                args.duration if radio is None else radio.segment_sec
+            ),
             provider=args.provider,
             threads=args.threads,
         )
@@ -137,8 +163,12 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def bench_text2music(engine: Engine, *, duration: float, steps: int, runs: int) -> dict[str, Any]:
-    params = GenerationParams(prompt=BENCH_PROMPT, duration_sec=duration, seed=0, infer_steps=steps)
+def bench_text2music(
+    engine: Engine, *, duration: float, steps: int, runs: int, scheduler: Scheduler = "euler"
+) -> dict[str, Any]:
+    params = GenerationParams(
+        prompt=BENCH_PROMPT, duration_sec=duration, seed=0, infer_steps=steps, scheduler=scheduler
+    )
     rows: list[dict[str, float | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(runs):
@@ -151,11 +181,22 @@ def bench_text2music(engine: Engine, *, duration: float, steps: int, runs: int) 
                     "real_time_factor": result.duration_sec / result.timings["total"],
                 }
             )
-    return {"task": "text2music", "duration_sec": duration, "steps": steps, "runs": rows}
+    return {
+        "task": "text2music",
+        "duration_sec": duration,
+        "steps": steps,
+        "scheduler": scheduler,
+        "runs": rows,
+    }
 
 
 def bench_extend(
-    engine: Engine, sources: list[float], extensions: list[float], *, steps: int
+    engine: Engine,
+    sources: list[float],
+    extensions: list[float],
+    *,
+    steps: int,
+    scheduler: Scheduler = "euler",
 ) -> dict[str, Any]:
     """Extend every source length by every extension length (on the right), one run each.
 
@@ -173,13 +214,15 @@ def bench_extend(
             path = Path(tmp) / f"source-{source_sec:g}.wav"
             _write_noise(path, source_sec)
             first = engine.generate(
-                _extend_params(extensions[0], steps), out, source=SourceAudio(path=path)
+                _extend_params(extensions[0], steps, scheduler), out, source=SourceAudio(path=path)
             )
             frames = first.latents.shape[-1] - seconds_to_frames(extensions[0])
             latents = np.ascontiguousarray(first.latents[..., :frames])
             for index, extend_sec in enumerate(extensions):
                 result = engine.generate(
-                    _extend_params(extend_sec, steps), out, source=SourceAudio(latents=latents)
+                    _extend_params(extend_sec, steps, scheduler),
+                    out,
+                    source=SourceAudio(latents=latents),
                 )
                 rows.append(_extend_row(result, source_sec, extend_sec, steps))
                 if index == 0:
@@ -189,14 +232,21 @@ def bench_extend(
                     )
     _print_table(encodes, ENCODE_COLUMNS)
     _print_table(rows, EXTEND_COLUMNS)
-    return {"task": "extend", "steps": steps, "sources": encodes, "runs": rows}
+    return {
+        "task": "extend",
+        "steps": steps,
+        "scheduler": scheduler,
+        "sources": encodes,
+        "runs": rows,
+    }
 
 
-def _extend_params(extend_sec: float, steps: int) -> GenerationParams:
+def _extend_params(extend_sec: float, steps: int, scheduler: Scheduler) -> GenerationParams:
     return GenerationParams(
         prompt=BENCH_PROMPT,
         seed=0,
         infer_steps=steps,
+        scheduler=scheduler,
         task="extend",
         retake_seed=1,
         extend_right=extend_sec,
