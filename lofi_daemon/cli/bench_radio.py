@@ -40,7 +40,7 @@ from lofi_daemon.radio.config import (
     MIN_SEGMENT_SEC,
     StationConfig,
 )
-from lofi_daemon.radio.joins import SAMPLE_RATE, context_samples
+from lofi_daemon.radio.joins import SAMPLE_RATE, context_samples, tail_position
 from lofi_daemon.radio.plan import StationPlan
 from lofi_daemon.radio.render import (
     read_wave,
@@ -129,6 +129,7 @@ class _Station:
         self.plan = StationPlan(config, "bench", now=time.monotonic())
         self.latents: np.ndarray | None = None
         self.tail: np.ndarray | None = None
+        self.tail_at = 0.0  # where the tail lies in the previous segment's engine output
 
     def next(self) -> tuple[GenerationResult, float, float]:
         """The next generated segment: its result, wall seconds of generation and of render."""
@@ -163,10 +164,12 @@ class _Station:
         if self.tail is None:
             rendered = render_first(wave, join)
         else:
-            rendered = render_continuation(self.tail, wave, context_samples(context_frames), join)
+            assert self.latents is not None
+            at = tail_position(self.tail_at, self.latents.shape[-1], context_frames)
+            rendered = render_continuation(self.tail, wave, at, join)
         write_segment(result.path.with_suffix(".flac"), rendered.audio)
         seconds = time.monotonic() - started
-        self.latents, self.tail = result.latents, rendered.tail
+        self.latents, self.tail, self.tail_at = result.latents, rendered.tail, rendered.tail_at
         result.path.unlink()
         return seconds, rendered.audio.shape[0] / SAMPLE_RATE
 

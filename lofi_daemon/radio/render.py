@@ -4,19 +4,31 @@ Sample bookkeeping (``H`` = hold, ``X`` = crossfade samples of :class:`JoinSetti
 ``[N, 2]`` float32 at 48 kHz):
 
 * first segment: ``file = fade_in(wave[:N-H])``, ``tail = wave[N-H : N-H+X]``;
-* continuation (an ``extend`` output that re-decodes its context, which ends at sample ``c``):
-  ``file = crossfade(tail, wave[c-H : c-H+X]) ++ wave[c-H+X : N-H]`` (so ``N - c`` samples, as
-  many as the new audio), ``tail = wave[N-H : N-H+X]``;
+* continuation (an ``extend`` output that re-decodes its context; the held tail's first sample
+  lies at position ``p`` of it, fractional in general): with ``g[k] = wave(p + k)``
+  (:func:`~lofi_daemon.radio.joins.read_at`) and ``L = round(N - H - p)``,
+  ``file = crossfade(tail, g[:X]) ++ g[X:L]``, ``tail = g[L : L+X]`` (held at ``p + L``);
 * library fill (``M = min(N, max_samples)``): ``file = crossfade(tail, lib[:X]) ++ lib[X : M-H]``,
   ``tail = lib[M-H : M-H+X]``.
 
 The file for moment ``t`` therefore continues exactly where the previous file stopped: the
 previous file ended ``H`` before its audio's end, and the next one starts at that same moment of
-the (re-decoded) music. Bad shapes and lengths raise ``ValueError``; the service reports them.
+the (re-decoded) music. For a continuation that moment is in general between two samples of the
+new output (frame boundaries are not on the 48 kHz grid,
+:func:`~lofi_daemon.radio.joins.tail_position`), so the whole new file is read on the held
+tail's grid: the crossfaded parts are the same music at the same instants, and there is no
+grid change anywhere in the file (a head shifted alone would jump back to the output's own grid
+where the crossfade ends, a sub-sample splice). The station's files thus all keep the first
+segment's grid; :attr:`Rendered.tail_at` carries where each tail lies for the next join. A tail
+from a library fill (other music) has no such position: the continuation then starts at the
+rounded context end (``context_samples(frames) - H``, a whole sample, an exact copy).
+
+Bad shapes and lengths raise ``ValueError``; the service reports them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +38,7 @@ import soundfile as sf
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.pipeline import audio
-from lofi_daemon.radio.joins import SAMPLE_RATE, JoinSettings, crossfade, fade_in
+from lofi_daemon.radio.joins import SAMPLE_RATE, JoinSettings, crossfade, fade_in, read_at
 
 CHANNELS = 2
 
@@ -37,6 +49,9 @@ class Rendered:
     """``[N, 2]`` float32: the segment file's samples."""
     tail: np.ndarray
     """``[crossfade_samples, 2]`` float32: held back for the next join."""
+    tail_at: float
+    """Where ``tail`` starts in the ``wave`` this was rendered from, in samples (fractional
+    after a sub-sample alignment): with the wave's own timing, where the next join aligns."""
 
 
 def _check_audio(name: str, wave: np.ndarray) -> None:
@@ -69,36 +84,50 @@ def render_first(wave: np.ndarray, join: JoinSettings) -> Rendered:
     return Rendered(
         audio=fade_in(wave[: n - hold], join.fade_in_samples),
         tail=_f32(wave[n - hold : n - hold + x]),
+        tail_at=float(n - hold),
     )
 
 
 def render_continuation(
-    tail: np.ndarray, wave: np.ndarray, context_samples: int, join: JoinSettings
+    tail: np.ndarray, wave: np.ndarray, tail_at: float, join: JoinSettings
 ) -> Rendered:
-    """A continuation's file from its ``extend`` output ``wave``, whose context ends at
-    ``context_samples`` (:func:`~lofi_daemon.radio.joins.context_samples`).
+    """A continuation's file from its ``extend`` output ``wave``, read on the held ``tail``'s
+    grid (module docstring).
+
+    Args:
+        tail: the held tail the file starts from, ``[crossfade_samples, 2]``.
+        wave: the ``extend`` output, ``[N, 2]`` 48 kHz.
+        tail_at: where ``tail``'s first sample lies in ``wave``, in samples: for a tail held
+            back by the segment this one continues,
+            :func:`~lofi_daemon.radio.joins.tail_position`; for any other tail, the rounded
+            ``context_samples(context_frames) - hold``.
+        join: the join settings.
 
     Raises:
-        ValueError: Bad shapes, a context shorter than the hold, or fewer than ``crossfade``
-            new samples after the context.
+        ValueError: Bad shapes, a ``tail_at`` that is negative or not finite, or fewer than
+            ``crossfade`` samples of ``wave`` after the hold past ``tail_at``.
     """
     _check_audio("the continuation's audio", wave)
     _check_tail(tail, join)
     n, hold, x = wave.shape[0], join.hold_samples, join.crossfade_samples
-    start = context_samples - hold
-    if start < 0:
+    if not math.isfinite(tail_at):
+        raise ValueError(f"the held tail's position must be finite, got {tail_at!r}")
+    if tail_at < 0:
         raise ValueError(
-            f"the context ends at sample {context_samples}, before the hold of {hold} samples"
+            f"the held tail lies at sample {tail_at:.3f}, before the continuation's audio "
+            f"(a context shorter than the hold of {hold} samples?)"
         )
-    if n - context_samples < x:
+    length = round(n - hold - tail_at)
+    if length < x:
         raise ValueError(
-            f"the continuation's audio has {n} samples; it needs at least {context_samples + x} "
-            f"(context {context_samples} + crossfade {x})"
+            f"the continuation's audio has {n} samples; it needs at least {n + x - length} "
+            f"(the held tail's position {tail_at:.3f} + hold {hold} + crossfade {x})"
         )
-    head = crossfade(_f32(tail), _f32(wave[start : start + x]))
+    grid = read_at(wave, tail_at, length + x)
     return Rendered(
-        audio=np.concatenate([head, _f32(wave[start + x : n - hold])]),
-        tail=_f32(wave[n - hold : n - hold + x]),
+        audio=np.concatenate([crossfade(_f32(tail), grid[:x]), grid[x:length]]),
+        tail=grid[length:].copy(),  # not a view that keeps the whole grid alive
+        tail_at=tail_at + length,
     )
 
 
@@ -136,7 +165,7 @@ def render_fill(
     else:
         head = crossfade(_f32(tail), _f32(wave[:x]))
         body = np.concatenate([head, _f32(wave[x : m - hold])])
-    return Rendered(audio=body, tail=_f32(wave[m - hold : m - hold + x]))
+    return Rendered(audio=body, tail=_f32(wave[m - hold : m - hold + x]), tail_at=float(m - hold))
 
 
 def _unreadable(path: Path, detail: str) -> LofiError:

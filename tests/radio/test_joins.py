@@ -18,6 +18,9 @@ from lofi_daemon.radio.joins import (
     crossfade,
     crossfade_gains,
     fade_in,
+    frames_to_samples,
+    read_at,
+    tail_position,
 )
 
 RNG_SEED = 12
@@ -87,6 +90,94 @@ def test_context_samples_rounds_the_exact_position() -> None:
 def test_context_samples_refuses_negative_frames() -> None:
     with pytest.raises(ValueError, match="context_frames must be >= 0"):
         context_samples(-1)
+
+
+def test_frames_to_samples_is_exact() -> None:
+    assert frames_to_samples(0) == 0.0
+    assert frames_to_samples(147) == 147 * 4096 * 48000 / 44100 == 655360.0  # a whole sample
+    assert frames_to_samples(54) == pytest.approx(240744.4898, abs=1e-4)
+    assert round(frames_to_samples(53)) == context_samples(53)
+
+
+def test_tail_position_moves_to_the_continuation_clock() -> None:
+    # A tail 2.5 s before the end of 120 frames, continued from their last 54 frames: the
+    # continuation's sample 0 is frame 66 of the source, 294240.8163 samples after its start.
+    start = frames_to_samples(120) - 120000
+    at = tail_position(start, 120, 54)
+    assert at == pytest.approx(frames_to_samples(54) - 120000, abs=1e-9)
+    assert at == pytest.approx(start - 66 * 4096 * 48000 / 44100, abs=1e-9)
+    assert tail_position(1000.25, 10, 10) == 1000.25  # the whole source is the context
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0.0, 10, 11), r"context_frames must be within 0..10"),
+        ((0.0, 10, -1), r"context_frames must be within 0..10"),
+        ((math.inf, 10, 5), "tail_start must be a finite"),
+    ],
+)
+def test_tail_position_refuses_bad_values(args: tuple[float, int, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tail_position(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# read_at: the fractional delay
+# ---------------------------------------------------------------------------------------------
+
+
+def sines(times: np.ndarray, top_hz: float, seed: int) -> np.ndarray:
+    """A band-limited stereo test signal (32 sines up to ``top_hz``) at ``times`` (samples)."""
+    rng = np.random.default_rng(seed)
+    freqs = rng.uniform(30.0, top_hz, (32, 1)) / SAMPLE_RATE
+    phases = rng.uniform(0.0, 2 * math.pi, (32, 1))
+    left = np.sum(np.sin(2 * math.pi * freqs * times[None, :] + phases), axis=0) / 16
+    return np.stack([left, -0.5 * left], axis=1)
+
+
+@pytest.mark.parametrize("position", [1000.5, 1000.25, 999.9, 2000.0 - 1e-3, 1234.49])
+def test_read_at_interpolates_a_band_limited_signal(position: float) -> None:
+    """Within 1e-6 of the signal's true values (peak ~1.5) for content up to 22 kHz, the
+    engine's band (44.1 kHz audio resampled): the kernel's 4e-7 plus float32 rounding."""
+    wave = sines(np.arange(6000, dtype=np.float64), 22000.0, 3).astype(np.float32)
+    out = read_at(wave, position, 3000)
+    expected = sines(position + np.arange(3000, dtype=np.float64), 22000.0, 3)
+    assert out.dtype == np.float32 and out.shape == (3000, 2)
+    assert np.abs(out - expected).max() < 1e-6
+    assert np.abs(wave).max() > 1.0
+
+
+def test_read_at_a_whole_sample_is_an_exact_copy() -> None:
+    wave = noise(500, 4)
+    np.testing.assert_array_equal(read_at(wave, 100.0, 300), wave[100:400])
+    np.testing.assert_array_equal(read_at(wave, 100.0 + 1e-7, 300), wave[100:400])
+    assert read_at(wave, 12.5, 0).shape == (0, 2)
+
+
+def test_read_at_takes_zeros_beyond_the_edges() -> None:
+    wave = np.ones((1000, 2), np.float32)
+    np.testing.assert_array_equal(read_at(wave, 990.0, 20)[10:], 0.0)  # a copy: zeros past it
+    out = read_at(wave, 0.5, 999)
+    # Where the kernel (64 taps each side) stays inside the wave a constant stays that constant;
+    # at the edges the step to the zeros rings (not exact there, as documented).
+    np.testing.assert_allclose(out[64:-64], 1.0, atol=1e-6)
+    assert abs(out[0, 0] - 1.0) > 1e-2 and abs(out[-1, 0] - 1.0) > 1e-2
+
+
+@pytest.mark.parametrize(
+    ("wave", "position", "count", "message"),
+    [
+        (np.zeros(100), 0.5, 10, r"wave must be \[samples, channels\]"),
+        (np.zeros((100, 2)), 0.5, -1, "count must be >= 0"),
+        (np.zeros((100, 2)), math.nan, 10, "position must be a finite"),
+    ],
+)
+def test_read_at_refuses_bad_values(
+    wave: np.ndarray, position: float, count: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        read_at(wave, position, count)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Rendering segment files: sample bookkeeping, continuity of the joins (synthetic signals and the
-tiny models' audio), reading engine outputs and writing segment files."""
+"""Rendering segment files: sample bookkeeping, continuity of the joins (synthetic signals),
+reading engine outputs and writing segment files. The sub-sample alignment of continuations and
+the tiny models' joins: ``test_render_alignment.py``."""
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,12 @@ from radio.continuity import boundary_metrics, inside_range, join_problems
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.pipeline.engine import Engine
-from lofi_daemon.pipeline.params import GenerationParams
-from lofi_daemon.pipeline.source import SourceAudio
-from lofi_daemon.radio.joins import SAMPLE_RATE, JoinSettings, context_samples, crossfade
+from lofi_daemon.radio.joins import (
+    SAMPLE_RATE,
+    JoinSettings,
+    context_samples,
+    crossfade,
+)
 from lofi_daemon.radio.render import (
     Rendered,
     min_fill_samples,
@@ -63,7 +66,7 @@ def continue_signal(
     rendered = [render_first(output(0, end), JOIN)]
     for new in lengths[1:]:
         start = end - C
-        rendered.append(render_continuation(rendered[-1].tail, output(start, C + new), C, JOIN))
+        rendered.append(render_continuation(rendered[-1].tail, output(start, C + new), C - H, JOIN))
         end += new
     return rendered
 
@@ -83,6 +86,7 @@ def test_first_segment_fades_in_and_holds_back() -> None:
     )
     np.testing.assert_array_equal(out.tail, wave[-H : -H + X])
     assert out.tail.dtype == np.float32
+    assert out.tail_at == wave.shape[0] - H
 
 
 def test_continued_files_are_the_signal_itself() -> None:
@@ -143,6 +147,7 @@ def test_fill_takes_an_excerpt_of_max_samples() -> None:
     np.testing.assert_allclose(out.audio[:X], crossfade(tail, lib[:X]))
     np.testing.assert_array_equal(out.audio[X:], lib[X : m - H])
     np.testing.assert_array_equal(out.tail, lib[m - H : m - H + X])
+    assert out.tail_at == m - H
     # max_samples beyond the track: the whole track.
     assert render_fill(tail, lib, JOIN, max_samples=10**9).audio.shape[0] == lib.shape[0] - H
 
@@ -171,16 +176,25 @@ def test_min_fill_samples_is_hold_plus_crossfade() -> None:
         (lambda: render_first(np.zeros((10**6,), np.float32), JOIN), r"must be \[samples, 2\]"),
         (lambda: render_first(np.zeros((10**6, 1), np.float32), JOIN), r"got shape \(1000000, 1\)"),
         (
-            lambda: render_continuation(np.zeros((X - 1, 2)), np.zeros((10**6, 2)), C, JOIN),
+            lambda: render_continuation(np.zeros((X - 1, 2)), np.zeros((10**6, 2)), C - H, JOIN),
             r"the held tail must have shape \(72000, 2\), got \(71999, 2\)",
         ),
         (
-            lambda: render_continuation(np.zeros((X, 2)), np.zeros((10**6, 2)), H - 1, JOIN),
-            "before the hold of 120000 samples",
+            lambda: render_continuation(np.zeros((X, 2)), np.zeros((10**6, 2)), -0.25, JOIN),
+            "lies at sample -0.250, before the continuation's audio",
         ),
         (
-            lambda: render_continuation(np.zeros((X, 2)), np.zeros((C + X - 1, 2)), C, JOIN),
+            lambda: render_continuation(np.zeros((X, 2)), np.zeros((10**6, 2)), np.nan, JOIN),
+            "position must be finite",
+        ),
+        (
+            lambda: render_continuation(np.zeros((X, 2)), np.zeros((C + X - 1, 2)), C - H, JOIN),
             "needs at least 308286",
+        ),
+        (
+            # 0.4 of a sample later: one sample more is needed (the file length rounds).
+            lambda: render_continuation(np.zeros((X, 2)), np.zeros((C + X, 2)), C - H + 0.6, JOIN),
+            "needs at least 308287",
         ),
         (
             lambda: render_fill(np.zeros((X, 3)), np.zeros((10**6, 2)), JOIN),
@@ -194,8 +208,9 @@ def test_bad_shapes_and_lengths_are_refused(call: Callable[[], object], message:
 
 
 def test_continuation_of_exactly_a_crossfade_of_new_audio() -> None:
-    out = render_continuation(np.zeros((X, 2), np.float32), np.ones((C + X, 2)), C, JOIN)
+    out = render_continuation(np.zeros((X, 2), np.float32), np.ones((C + X, 2)), C - H, JOIN)
     assert out.audio.shape == (X, 2) and out.tail.shape == (X, 2)
+    assert out.tail_at == C - H + X
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,58 +294,3 @@ def test_write_segment_refuses_bad_audio(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="NaN"):
         write_segment(tmp_path / "a.flac", np.full((10, 2), np.inf, np.float32))
     assert os.listdir(tmp_path) == []
-
-
-# ---------------------------------------------------------------------------------------------
-# The tiny models' audio: a text2music segment and its extend continuation
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_join(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
-    """Two consecutive segment files, rendered and written as the station does, read back."""
-    out = tmp_path_factory.mktemp("radio-join")
-    engine = Engine(tiny_models, provider="cpu")
-    try:
-        prompt = "lofi hip hop, rainy"
-        first = engine.generate(
-            GenerationParams(
-                prompt, duration_sec=10, seed=1, infer_steps=4, format="wav", wav_subtype="float"
-            ),
-            out / "gen0.wav",
-        )
-        source = SourceAudio(latents=first.latents[..., -CONTEXT_FRAMES:], label="prev")
-        cont = engine.generate(
-            GenerationParams(
-                prompt,
-                infer_steps=4,
-                format="wav",
-                seed=2,
-                retake_seed=3,
-                task="extend",
-                extend_right=5.0,
-                wav_subtype="float",
-            ),
-            out / "gen1.wav",
-            source=source,
-        )
-    finally:
-        engine.close()
-    seg0 = render_first(read_wave(first.path), JOIN)
-    seg1 = render_continuation(seg0.tail, read_wave(cont.path), C, JOIN)
-    write_segment(out / "seg0.flac", seg0.audio)
-    write_segment(out / "seg1.flac", seg1.audio)
-    yield read_wave(out / "seg0.flac"), read_wave(out / "seg1.flac"), cont
-
-
-def test_tiny_model_join_is_within_the_inside_range(tiny_join: tuple) -> None:
-    a, b, cont = tiny_join
-    assert b.shape[0] == read_wave(cont.path).shape[0] - C  # the file holds the new audio's length
-    a = a[JOIN.fade_in_samples :]  # the station's own fade-in is not a join
-    inside = {
-        key: max(inside_range(a)[key], inside_range(b)[key]) for key in ("jump", "rms_change")
-    }
-    at = boundary_metrics(a, b)
-    print(f"\ntiny-model join: boundary {at}, inside {inside}")
-    assert max(np.abs(a).max(), np.abs(b).max()) > 0.0  # real audio, not silence
-    assert join_problems(a, b, inside=inside) == []
