@@ -20,7 +20,7 @@ import soundfile as sf
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.fsutil import fsync_directory, temp_path
+from lofi_daemon.fsutil import create_exclusive, fsync_directory, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,6 @@ _CONTAINERS: Final = {"flac": "FLAC", "wav": "WAV"}
 _BLOCK_FRAMES: Final = 1 << 16
 _WAV_MAX_DATA_BYTES: Final = 0xFFFFFFFF - 1024
 """A RIFF file's sizes are 32-bit; longer sessions must be saved as FLAC."""
-# Created exclusively and without following links, as fsutil.write_bytes_atomic creates its
-# temporary files; read-write because libsndfile seeks back to finish the headers.
-_EXCLUSIVE_CREATE: Final = (
-    os.O_RDWR
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
 
 
 @dataclass(frozen=True)
@@ -68,6 +58,13 @@ def _check_out(out: Path) -> str:
         what = "is not a folder" if out.parent.exists() else "does not exist"
         raise _refuse(f"save path {out}: {out.parent} {what}")
     return fmt
+
+
+def check_target(out: Path) -> None:
+    """Refuse ``out`` the way :func:`save_concatenation` would, before any audio is read: a
+    relative path, another suffix than ``.flac``/``.wav``, an existing file, a missing folder
+    (LofiError INVALID_PARAMETER). Lets a caller answer at once and write later."""
+    _check_out(Path(out))
 
 
 def _invalid_input(path: Path, detail: str) -> LofiError:
@@ -157,7 +154,8 @@ def save_concatenation(paths: Sequence[Path], out: Path) -> Saved:
         )
     tmp = temp_path(out)
     try:
-        fd = os.open(tmp, _EXCLUSIVE_CREATE, 0o666)
+        # Read-write: libsndfile seeks back to finish the headers.
+        fd = create_exclusive(tmp, read=True)
         with open(fd, "r+b") as handle:
             with sf.SoundFile(
                 handle, "w", rate, channels, "PCM_16", format=_CONTAINERS[fmt]

@@ -3,7 +3,8 @@ methods do to it (:mod:`lofi_daemon.service.radio_handlers` checks their params)
 
 A station (:class:`~lofi_daemon.service.radio_station.Station`) runs its own ticker thread and
 submits its generations to the daemon's queue at "background" priority. This class starts,
-replaces and stops it, pins its segments (like), concatenates them (save) and reports its state.
+replaces and stops it, pins its segments (like), starts saving them (save; the file is written
+by :mod:`lofi_daemon.service.radio_save` off the request thread) and reports its state.
 Notifications go out through ``emit`` (the server's writer), like the queue's. The station's
 modules load numpy, so they are imported when a station starts (``serve`` starts light).
 """
@@ -25,6 +26,7 @@ from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.job_types import Emit, GenerationEngine
 from lofi_daemon.service.jobs import JobRunner
 from lofi_daemon.service.radio_payloads import stopped_payload
+from lofi_daemon.service.radio_save import RadioSaver
 
 if TYPE_CHECKING:
     from lofi_daemon.radio.config import StationConfig
@@ -68,6 +70,7 @@ class RadioService:
         self._clock = clock
         self._lock = threading.RLock()
         self._station: Station | None = None
+        self.saver = RadioSaver(cache, emit)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -168,23 +171,13 @@ class RadioService:
             )
         return {"pinned": pinned, "missing": missing}
 
-    def save(self, path: Path | None) -> dict[str, Any]:
-        """Write the station so far as one file (the exact concatenation of its segments)."""
-        from lofi_daemon.radio.save import save_concatenation
-
+    def save(self, path: Path | None) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Start writing the station so far as one file (the exact concatenation of its
+        segments; :mod:`lofi_daemon.service.radio_save`): returns the reply and what starts the
+        writer once the reply is out. ``radio_saved`` or ``radio_save_failed`` follows."""
         station = self.require()
         with station.locked():
             segments = list(station.plan.segments)
-        if not segments:
-            raise LofiError(errors.INVALID_PARAMETER, "the station has no segment yet")
-        gone = [s for s in segments if self._cache.get(s.track_id, touch=False) is None]
-        if gone:
-            named = ", ".join(f"{s.index} ({s.track_id})" for s in gone[:10])
-            raise LofiError(
-                errors.TRACK_NOT_FOUND,
-                f"{len(gone)} segment(s) left the cache: {named}; nothing was written",
-                remedy="Like segments (radio.like) to keep them, or raise --cache-max-bytes.",
-            )
         if path is None:
             folder = self._music_dir()
             try:
@@ -195,12 +188,13 @@ class RadioService:
                 ) from exc
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             path = folder / f"radio-{station.station_id}-{stamp}.flac"
-        saved = save_concatenation([s.path for s in segments], path)
-        return {
-            "path": str(saved.path),
-            "duration_sec": round(saved.duration_sec, 3),
-            "segments": saved.segments,
-        }
+        job, launch = self.saver.begin(station.station_id, segments, path)
+        return job.reply(), launch
+
+    def wait_for_save(self, timeout: float, interrupted: Callable[[], bool]) -> bool:
+        """The daemon's shutdown: let a running save finish, for at most ``timeout`` s or until
+        ``interrupted()`` (then it is given up and leaves no file)."""
+        return self.saver.wait(timeout, interrupted=interrupted)
 
     def status(self) -> dict[str, Any]:
         station = self.station

@@ -3,7 +3,8 @@
 Registered beside the other methods by :class:`~lofi_daemon.service.handlers.Handlers` (its
 :meth:`~lofi_daemon.service.handlers.Handlers.table` merges :meth:`RadioHandlers.table`). Every
 method answers at once; ``radio.start`` sends the replaced station's ``radio_stopped`` before its
-reply, ``radio.stop`` sends ``radio_stopped`` after it. docs/protocol.md, "Radio".
+reply, ``radio.stop`` sends ``radio_stopped`` after it, ``radio.save`` starts writing after its
+reply and ends with ``radio_saved`` or ``radio_save_failed``. docs/protocol.md, "Radio".
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class RadioHandlers:
             raise LofiError(errors.INVALID_PARAMS, "all must be true or false")
         return self.service.like(index, everything)
 
-    def save(self, params: dict[str, Any]) -> dict[str, Any]:
+    def save(self, params: dict[str, Any]) -> Reply:
         check_params(params, ("path",), "radio.save")
         raw = params.get("path")
         path = None
@@ -127,7 +128,8 @@ class RadioHandlers:
                     errors.INVALID_PARAMETER,
                     f"path must be absolute (the daemon's folder is not yours), got {raw[:200]!r}",
                 )
-        return self.service.save(path)
+        result, launch = self.service.save(path)
+        return Reply(result, after=launch)
 
     def status(self, params: dict[str, Any]) -> dict[str, Any]:
         check_params(params, (), "radio.status")

@@ -3,6 +3,7 @@ notifications), so the document and the daemon cannot drift apart one message at
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -31,3 +32,28 @@ def stopped_payload(station_id: str, reason: str, message: str | None = None) ->
     if message is not None:
         payload["message"] = message
     return payload
+
+
+def saved_payload(
+    station_id: str,
+    path: Path,
+    duration_sec: float,
+    segments: int,
+    first_index: int,
+    missing: int,
+) -> dict[str, Any]:
+    """``radio_saved``: the file written, its length, the segments in it (from ``first_index``
+    on) and how many earlier segments had left the cache."""
+    return {
+        "station_id": station_id,
+        "path": str(path),
+        "duration_sec": round(duration_sec, 3),
+        "segments": segments,
+        "first_index": first_index,
+        "missing": missing,
+    }
+
+
+def save_failed_payload(station_id: str, path: Path, code: int, message: str) -> dict[str, Any]:
+    """``radio_save_failed``: the error's code and message; nothing was written."""
+    return {"station_id": station_id, "path": str(path), "code": code, "message": message}

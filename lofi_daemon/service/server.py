@@ -8,7 +8,9 @@ The main thread reads stdin and answers every request at once (the methods are i
 The daemon stops on a ``shutdown`` request, at end of input or on SIGTERM/SIGINT/SIGHUP. It then
 cancels a running setup, stops the radio station (``radio_stopped`` "shutdown"), cancels the
 queued generations, finishes the running one (``shutdown``)
-or cancels it (every other reason), waits up to :data:`CANCEL_GRACE_SEC` and closes the engine.
+or cancels it (every other reason), waits up to :data:`CANCEL_GRACE_SEC`, lets a running
+``radio.save`` finish (up to :data:`~lofi_daemon.service.radio_save.SAVE_GRACE_SEC`, unless a
+termination signal comes: then it is given up, leaving no file) and closes the engine.
 The process entry point (``lofi-daemon serve``: options, logging, stdout) is
 :mod:`lofi_daemon.cli.serve`. The protocol is documented in docs/protocol.md.
 """
@@ -29,6 +31,7 @@ from lofi_daemon.service.handlers import Handlers
 from lofi_daemon.service.install_jobs import SetupRunner
 from lofi_daemon.service.jobs import DEFAULT_QUEUE_LIMIT, GenerationEngine, JobRunner
 from lofi_daemon.service.radio import RadioService
+from lofi_daemon.service.radio_save import SAVE_GRACE_SEC
 from lofi_daemon.service.rpc import Dispatcher, MessageWriter
 from lofi_daemon.service.throttle import PROGRESS_INTERVAL_SEC, PROGRESS_STEP_PERCENT
 
@@ -113,6 +116,9 @@ class DaemonServer:
         self._stop_setup()
         self.radio.stop("shutdown")  # its job is cancelled before the queue drains
         self._drain(cancel_running=cancel_running)
+        # A save finishes unless it takes too long or a signal says to stop now; then it is
+        # given up (no file): the process must end.
+        self.radio.wait_for_save(SAVE_GRACE_SEC, self._terminate.is_set)
         try:
             self.engine.close()
         except Exception:

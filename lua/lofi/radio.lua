@@ -13,11 +13,11 @@ local config = require("lofi.config")
 local errors = require("lofi.errors")
 local events = require("lofi.events")
 local log = require("lofi.log")
-local paths = require("lofi.paths")
 local playback = require("lofi.radio_playback")
 local radio_params = require("lofi.radio_params")
 local redraw = require("lofi.redraw")
 local rpc = require("lofi.rpc")
+local saves = require("lofi.radio_save")
 local stations = require("lofi.radio_station")
 local user = require("lofi.user")
 
@@ -217,20 +217,15 @@ function M.like(opts, cb)
   end)
 end
 
---- Save the station so far as one file (FLAC unless `path` ends in .wav; default: the
---- daemon's music folder).
+--- Save the station so far as one file (FLAC unless `path` ends in .wav; a relative `path` is
+--- taken from the current folder; default: the daemon's music folder). The daemon writes it in
+--- the background (`lofi.radio_save`); `cb(err, result)` runs when it is written or failed.
 ---@param path? string
----@param cb? fun(err: lofi.Error?, result: table?) result: {path, duration_sec, segments}
+---@param cb? fun(err: lofi.Error?, result: table?) result: the `radio_saved` params
+---@return boolean active
 function M.save(path, cb)
-  with_station("save", cb, function()
-    local params = path and { path = paths.absolute(path) } or {}
-    rpc.request("radio.save", params, function(err, result)
-      if not cb and not err and type(result) == "table" then
-        local message = "radio: saved %s (%.0f s, %s segments)"
-        user.notify(message:format(result.path, result.duration_sec or 0, result.segments))
-      end
-      finish("radio.save()", cb, err, result)
-    end)
+  return with_station("save", cb, function()
+    saves.start(path, cb)
   end)
 end
 
@@ -270,11 +265,12 @@ end
 --- The daemon ended: the station ends with it (`LofiRadioStop`, reason "daemon").
 ---@param daemon lofi.Daemon
 ---@param reason string
----@return boolean ended a station was playing
+---@return boolean ended a station was playing or a save was running (each says so itself)
 function M.daemon_exited(daemon, reason)
   local station = current
+  local failed_saves = saves.daemon_exited(reason)
   if not station then
-    return false
+    return failed_saves > 0
   end
   playback.end_station(station, "daemon", reason)
   if station.id and not daemon.stopping then
@@ -376,6 +372,9 @@ M.handlers = {
       user.notify("radio stopped: " .. tostring(params.message), vim.log.levels.WARN)
     end
   end,
+  -- A save outlives its station: these two are matched by path, not by the station playing.
+  radio_saved = saves.handlers.radio_saved,
+  radio_save_failed = saves.handlers.radio_save_failed,
 }
 
 return M

@@ -4,9 +4,11 @@
 ---
 --- `generation_*` notifications that carry a `track_id` go to `lofi.generations`; `setup_*`
 --- notifications that carry a `backend` go to `lofi.install`; `radio_*` notifications that
---- carry a `station_id` go to `lofi.radio`; anything else is logged and ignored. When the
---- daemon ends, `daemon_exit` fires, unfinished generations and the installation fail with
---- DAEMON_EXITED, a radio station stops, and an unexpected exit nobody else hears of is shown.
+--- carry a `station_id` go to `lofi.radio` (`radio_saved` and `radio_save_failed` on to
+--- `lofi.radio_save`, which matches them to their save by path); anything else is logged and
+--- ignored. When the daemon ends, `daemon_exit` fires, unfinished generations, the
+--- installation and running radio saves fail with DAEMON_EXITED, a radio station stops, and an
+--- unexpected exit nobody else hears of is shown.
 local client = require("lofi.client")
 local events = require("lofi.events")
 local generations = require("lofi.generations")

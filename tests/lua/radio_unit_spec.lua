@@ -137,32 +137,11 @@ t.describe("radio arguments", function()
 
   t.it("completes actions, keys and like's argument", function()
     local complete = require("lofi.commands").complete
-    t.eq(complete("", "Lofi radio "), {
-      "like",
-      "pause",
-      "resume",
-      "save",
-      "skip",
-      "status",
-      "stop",
-      "ahead=",
-      "context=",
-      "crossfade=",
-      "seed=",
-      "segment=",
-      "steps=",
-      "variation=",
-    })
+    local keys = { "ahead=", "context=", "crossfade=", "seed=", "segment=", "steps=", "variation=" }
+    local actions = { "like", "pause", "resume", "save", "skip", "status", "stop" }
+    t.eq(complete("", "Lofi radio "), vim.list_extend(actions, keys))
     t.eq(complete("seg", "Lofi radio seg"), { "segment=" })
-    t.eq(complete("", "Lofi radio rainy "), {
-      "ahead=",
-      "context=",
-      "crossfade=",
-      "seed=",
-      "segment=",
-      "steps=",
-      "variation=",
-    })
+    t.eq(complete("", "Lofi radio rainy "), keys)
     t.eq(complete("", "Lofi radio like "), { "all" })
     t.eq(complete("", "Lofi radio stop "), {})
     t.ok(vim.list_contains(complete("ra", "Lofi ra"), "radio"), ":Lofi completes radio")
@@ -456,6 +435,129 @@ t.describe("radio station (simulated daemon)", function()
     t.contains(text, "RADIO_NOT_ACTIVE")
     t.contains(text, ":Lofi radio")
     t.contains(text, "unknown key `tempo`")
+  end)
+end)
+
+t.describe("radio save (simulated daemon)", function()
+  --- A station played by the fake player (no mpv needed), with `radio.save` answered as the
+  --- daemon does: at once, the file still to be written.
+  local function saving_station()
+    local lofi = require("lofi")
+    local pidfile = t.tmpdir() .. "/pids"
+    lofi.setup({ notify = true, player = { cmd = { "sh", FAKE, pidfile } } })
+    local answers = default_answers()
+    answers["radio.save"] = function(params)
+      local path = params.path or "/music/lofi.nvim/radio-default.flac"
+      return nil, { status = "saving", path = path, segments = 3, first_index = 0 }
+    end
+    local sent = fake_daemon(answers)
+    start_station()
+    return lofi, sent
+  end
+
+  local function route(method, params)
+    require("lofi.routing").route(method, vim.tbl_extend("force", { station_id = STATION }, params))
+  end
+
+  t.it("starts a save, then reports it when radio_saved comes", function()
+    local lofi, sent = saving_station()
+    local messages = t.capture_notify()
+    local dir = t.tmpdir()
+    vim.cmd.cd(dir)
+    vim.cmd("Lofi radio save out/session.flac")
+    local path = vim.uv.cwd() .. "/out/session.flac"
+    t.wait(2000, function()
+      return #require("lofi.radio_save").running() == 1
+    end, "the save to start")
+    t.eq(requests(sent, "radio.save")[1].params.path, path, "a relative name is made absolute")
+    t.contains(t.joined(messages), "radio: saving " .. path .. " …")
+    t.eq(#messages, 1, "only the saving message so far: " .. t.joined(messages))
+    route("radio_saved", {
+      path = path,
+      duration_sec = 14.6,
+      segments = 3,
+      first_index = 0,
+      missing = 0,
+    })
+    t.eq(messages[#messages].msg, "[lofi] radio: saved " .. path .. " (15 s, 3 segments)")
+    t.eq(require("lofi.radio_save").running(), {})
+    lofi.radio.save("~/keep.flac")
+    t.wait(2000, function()
+      return #require("lofi.radio_save").running() == 1
+    end, "the second save")
+    t.eq(requests(sent, "radio.save")[2].params.path, vim.uv.os_homedir() .. "/keep.flac")
+  end)
+
+  t.it("calls back when the file is written or the save failed, after the station too", function()
+    local lofi = saving_station()
+    local results = {}
+    local function save(path)
+      lofi.radio.save(path, function(err, result)
+        table.insert(results, { path = path, err = err, result = result })
+      end)
+    end
+    save("/music/a.flac")
+    t.wait(2000, function()
+      return #require("lofi.radio_save").running() == 1
+    end, "the first save to start")
+    t.eq(#results, 0, "the reply only confirms the start")
+    lofi.radio.stop()
+    route("radio_saved", {
+      path = "/music/a.flac",
+      duration_sec = 3600,
+      segments = 40,
+      first_index = 80,
+      missing = 80,
+    })
+    t.eq(#results, 1)
+    t.eq(results[1].err, nil)
+    t.eq(results[1].result.first_index, 80)
+    t.eq(
+      require("lofi.radio_save").describe(results[1].result),
+      "radio: saved /music/a.flac (3600 s, 40 segments, the first 80 segments had left the cache)"
+    )
+    start_station()
+    save("/music/b.flac")
+    t.wait(2000, function()
+      return #require("lofi.radio_save").running() == 1
+    end, "the second save to start")
+    local messages = t.capture_notify()
+    route("radio_save_failed", { path = "/music/other.flac", code = -32018, message = "x" })
+    t.eq(#results, 1, "another path's failure is not this save's")
+    t.contains(t.joined(messages), "saving /music/other.flac failed: x") -- a timed-out save's end
+    route("radio_save_failed", { path = "/music/b.flac", code = -32018, message = "disk full" })
+    t.eq(#results, 2)
+    t.eq(results[2].err.name, "OUTPUT_WRITE_FAILED")
+    t.contains(results[2].err.message, "saving /music/b.flac failed: disk full")
+  end)
+
+  t.it("says what went wrong: refused at once, or the daemon gone", function()
+    local lofi, sent = saving_station()
+    local messages = t.capture_notify()
+    local answers = default_answers()
+    answers["radio.save"] = function()
+      return require("lofi.errors").new(-32013, "a save is already running (/music/a.flac)")
+    end
+    fake_daemon(answers)
+    lofi.radio.save("/music/c.flac")
+    t.wait(2000, function()
+      return #messages > 0
+    end, "the refusal")
+    t.contains(t.joined(messages), "a save is already running (/music/a.flac)")
+    t.eq(require("lofi.radio_save").running(), {})
+    t.eq(#sent, 1, "radio.start only on the first fake daemon")
+    local status, err = "pending", nil
+    answers["radio.save"] = { status = "saving", path = "/music/d.flac", segments = 2 }
+    lofi.radio.save("/music/d.flac", function(e)
+      status, err = "done", e
+    end)
+    t.wait(2000, function()
+      return #require("lofi.radio_save").running() == 1
+    end, "the save to start")
+    t.eq(require("lofi.radio").daemon_exited({ stopping = false }, "the daemon crashed"), true)
+    t.eq(status, "done")
+    t.eq(err.name, "DAEMON_EXITED")
+    t.contains(err.message, "saving /music/d.flac stopped: the daemon crashed")
   end)
 end)
 

@@ -1,5 +1,6 @@
 """The radio station inside an in-process daemon with the fake engine: continuation sources,
-segment files in the cache, priorities, stop, like, save, errors, replay and starvation."""
+segment files in the cache, priorities, stop, like, errors, replay and starvation (saving:
+test_radio_save_daemon.py)."""
 
 from __future__ import annotations
 
@@ -7,77 +8,28 @@ import itertools
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 from daemon_checks import MakeDaemon, error_code
-from daemon_doubles import FakeEngine, RpcClient
-from radio.continuity import join_problems
+from daemon_doubles import FakeEngine
+from service.radio_client import (
+    CONTEXT_FRAMES,
+    RADIO,
+    assert_continuous,
+    notes,
+    play,
+    start,
+    stop_station,
+    wait_segments,
+)
 
 from lofi_daemon import errors
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.radio.prompts import segment_seeds
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.latents import read_latents
-
-RADIO: dict[str, Any] = {
-    "prompt": "rainy lofi, soft piano",
-    "seed": 7,
-    "segment_sec": 5,
-    "context_sec": 5,
-    "crossfade_sec": 0.5,
-    "infer_steps": 4,
-}
-CONTEXT_FRAMES = int(5 * 44100 / 4096)
-
-
-def notes(client: RpcClient, method: str, station_id: str | None = None) -> list[dict[str, Any]]:
-    return [
-        m["params"]
-        for m in list(client.messages)
-        if m.get("method") == method
-        and (station_id is None or m["params"].get("station_id") == station_id)
-    ]
-
-
-def wait_segments(client: RpcClient, station_id: str, count: int, timeout: float = 20.0) -> list:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = notes(client, "radio_segment", station_id)
-        if len(found) >= count:
-            return found
-        assert time.monotonic() < deadline, f"{len(found)} segments; {client.messages[-3:]}"
-        time.sleep(0.02)
-
-
-def start(client: RpcClient, **overrides: Any) -> str:
-    station_id: str = client.result("radio.start", {**RADIO, **overrides})["station_id"]
-    return station_id
-
-
-def play(client: RpcClient, station_id: str, index: int, position_sec: float = 0.0) -> Any:
-    return client.result(
-        "radio.position",
-        {"station_id": station_id, "index": index, "position_sec": position_sec, "paused": False},
-    )
-
-
-def audio(path: str | Path) -> np.ndarray:
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    assert rate == 48000
-    return data
-
-
-def assert_continuous(paths: list[str]) -> None:
-    for a, b in itertools.pairwise(paths):
-        problems = join_problems(audio(a), audio(b))
-        assert not problems, (a, b, problems)
-
-
-def stop_station(client: RpcClient) -> None:
-    client.result("radio.stop")
 
 
 def test_a_station_continues_the_music_from_the_previous_latents(
@@ -204,28 +156,6 @@ def test_unplayed_segments_are_held_against_eviction(make_daemon: MakeDaemon) ->
     assert all(cache.get(s["track_id"], touch=False) for s in segments)
     stop_station(client)
     assert not cache.held()
-
-
-def test_save_writes_the_exact_concatenation(make_daemon: MakeDaemon, tmp_path: Path) -> None:
-    client = make_daemon().client
-    station_id = start(client)
-    segments = wait_segments(client, station_id, 3)
-    count = len(notes(client, "radio_segment", station_id))
-    out = tmp_path / "session.flac"
-    saved = client.result("radio.save", {"path": str(out)})
-    assert saved["path"] == str(out) and saved["segments"] == count
-    parts = [
-        sf.read(s["path"], dtype="int16")[0]
-        for s in notes(client, "radio_segment", station_id)[:count]
-    ]
-    whole, rate = sf.read(str(out), dtype="int16")
-    assert rate == 48000
-    np.testing.assert_array_equal(whole, np.concatenate(parts))
-    assert saved["duration_sec"] == pytest.approx(len(whole) / 48000, abs=1e-3)
-    again = client.call("radio.save", {"path": str(out)})
-    assert error_code(again) == errors.INVALID_PARAMETER  # never overwrites
-    assert segments
-    stop_station(client)
 
 
 def test_radio_errors(make_daemon: MakeDaemon) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lofi_daemon.service.radio_payloads import segment_payload, starved_payload, stopped_payload
+from lofi_daemon.service.radio_payloads import (
+    save_failed_payload,
+    saved_payload,
+    segment_payload,
+    starved_payload,
+    stopped_payload,
+)
 
 PROTOCOL_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 SEGMENT = {
@@ -45,3 +51,27 @@ def test_radio_stopped() -> None:
     failed = stopped_payload("s1", "failed", "boom")
     assert failed["message"] == "boom"
     assert documented("radio_stopped")[:2] == ["station_id", "reason"]
+
+
+def test_radio_saved() -> None:
+    payload = saved_payload("s1", Path("/m/a.flac"), 61.23456, 12, 3, 2)
+    assert payload == {
+        "station_id": "s1",
+        "path": "/m/a.flac",
+        "duration_sec": 61.235,
+        "segments": 12,
+        "first_index": 3,
+        "missing": 2,
+    }
+    assert list(payload) == documented("radio_saved")
+
+
+def test_radio_save_failed() -> None:
+    payload = save_failed_payload("s1", Path("/m/a.flac"), -32018, "disk full")
+    assert payload == {
+        "station_id": "s1",
+        "path": "/m/a.flac",
+        "code": -32018,
+        "message": "disk full",
+    }
+    assert list(payload) == documented("radio_save_failed")
