@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 # The temporary sibling of ``NAME``: ``.NAME.<32 random hex digits>.tmp`` (see :func:`temp_path`).
 _TEMP_NAME_RE: Final = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{32}\.tmp", re.DOTALL)
+# A new file only: never an existing one, never through a symlink, not inherited by children.
 _EXCLUSIVE_CREATE: Final = (
-    os.O_WRONLY
-    | os.O_CREAT
+    os.O_CREAT
     | os.O_EXCL
     | getattr(os, "O_NOFOLLOW", 0)
     | getattr(os, "O_CLOEXEC", 0)
@@ -45,6 +45,17 @@ def temp_target(name: str) -> str | None:
     return match["target"] if match else None
 
 
+def create_exclusive(path: Path, *, read: bool = False) -> int:
+    """Create the new file ``path`` (mode 0666 less the umask) and return its descriptor.
+
+    Fails (``FileExistsError``, or ``OSError`` for a symlink) on anything already at ``path``, so
+    nothing planted there is written through. The descriptor is write-only, or read-write with
+    ``read`` (for writers that seek back and read, such as libsndfile finishing a header).
+    """
+    access = os.O_RDWR if read else os.O_WRONLY
+    return os.open(path, _EXCLUSIVE_CREATE | access, 0o666)
+
+
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write ``payload`` to a temporary sibling, fsync it and rename it onto ``path``.
 
@@ -55,7 +66,7 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """
     path = Path(path)
     tmp = temp_path(path)
-    fd = os.open(tmp, _EXCLUSIVE_CREATE, 0o666)  # fails on anything already there: not ours
+    fd = create_exclusive(tmp)  # fails on anything already there: not ours
     try:
         with open(fd, "wb") as handle:
             handle.write(payload)

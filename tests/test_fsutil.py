@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,39 @@ def test_replace_dir_keeps_the_old_folder_when_the_rename_fails(
     with pytest.raises(OSError):
         replace_dir(staged, target)
     assert (target / "old.txt").read_text(encoding="utf-8") == "old"
+
+
+def test_create_exclusive_makes_a_new_file_only(tmp_path: Path) -> None:
+    path = tmp_path / "new.bin"
+    fd = fsutil.create_exclusive(path)
+    with open(fd, "wb") as handle:
+        handle.write(b"abc")
+    assert path.read_bytes() == b"abc"
+    with pytest.raises(FileExistsError):
+        fsutil.create_exclusive(path)
+    assert path.read_bytes() == b"abc"  # the existing file is not touched
+
+
+def test_create_exclusive_read_write_and_write_only(tmp_path: Path) -> None:
+    fd = fsutil.create_exclusive(tmp_path / "rw.bin", read=True)
+    with open(fd, "r+b") as handle:
+        handle.write(b"header")
+        handle.seek(0)
+        assert handle.read() == b"header"
+    fd = fsutil.create_exclusive(tmp_path / "w.bin")
+    try:
+        with pytest.raises(OSError):
+            os.read(fd, 1)  # write-only: reading is refused
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(fsutil.os, "symlink"), reason="no symlinks here")
+def test_create_exclusive_does_not_follow_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep", encoding="utf-8")
+    link = tmp_path / "planted"
+    link.symlink_to(victim)
+    with pytest.raises(OSError):
+        fsutil.create_exclusive(link)
+    assert victim.read_text(encoding="utf-8") == "keep"

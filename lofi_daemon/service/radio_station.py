@@ -7,7 +7,8 @@ every :data:`TICK_SEC`, asks the plan for the next job and submits it to the gen
 "background" priority (its notifications come back to :meth:`Station._on_job_event`, never to the
 client), and appends a library excerpt when the plan says the buffer is about to run dry. Every
 method takes the station's lock; notifications go out through ``emit`` (the server's writer).
-Files and ids: :mod:`lofi_daemon.service.radio_render`.
+Files and ids: :mod:`lofi_daemon.service.radio_render`; library fills:
+:mod:`lofi_daemon.service.radio_fill`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lofi_daemon.radio.plan import Segment, SegmentJob, StationPlan
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.job_types import Emit, GenerationEngine, Job
 from lofi_daemon.service.jobs import JobRunner
-from lofi_daemon.service.radio_library import LibraryCursor, pick_excerpt
+from lofi_daemon.service.radio_fill import LibraryFills, segment_record
 from lofi_daemon.service.radio_payloads import segment_payload, starved_payload
 from lofi_daemon.service.radio_render import (
     RenderPlan,
@@ -36,6 +37,7 @@ from lofi_daemon.service.radio_render import (
     read_tail,
     segment_key,
 )
+from lofi_daemon.service.track_ids import SourceKey
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,7 @@ class Station:
         self._segment_job: SegmentJob | None = None
         self._finishing = False  # a finish hook reserved the next index: no fill until it ends
         self._new_tail: np.ndarray | None = None
-        self._cursor: LibraryCursor | None = None  # the library track fills continue
-        self._fills = 0
+        self._fills = LibraryFills(config, cache)
         self._held: list[str] = []  # held segment track ids, in timeline order
         self._thread = threading.Thread(
             target=self._loop, name=f"lofi-radio-{station_id}", daemon=True
@@ -156,7 +157,6 @@ class Station:
     # -- generated segments -------------------------------------------------------------------
 
     def _submit(self, segment_job: SegmentJob, now: float) -> None:
-        config = self.config
         cropped = None
         source = None
         if segment_job.source_track_id is not None:
@@ -172,15 +172,7 @@ class Station:
                 self._failed(segment_job, error, now)
                 return
             cropped, source = found
-        track_id, key = segment_key(
-            segment_job.params,
-            model_version=self._model_version,
-            latents=cropped,
-            tail=self._tail,
-            join=self._join,
-            previous=segment_job.source_track_id,
-            variant=config.variant,
-        )
+        track_id, key = self._segment_key(segment_job, cropped)
         hit = self._cache.get(track_id)
         tail = read_tail(self._cache.tail_path(track_id), self._join) if hit else None
         if hit is not None and tail is not None:  # a replayed station
@@ -198,7 +190,7 @@ class Station:
             model_version=self._model_version,
             source=source,
             engine=self._engine,
-            variant=config.variant,
+            variant=self.config.variant,
             notify=self._on_job_event,
             accept_cached=lambda entry: (
                 read_tail(self._cache.tail_path(entry.track_id), self._join) is not None
@@ -225,23 +217,24 @@ class Station:
             if self._segment_job is not segment_job:
                 raise LofiError(errors.GENERATION_CANCELLED, "the station stopped")
             self._finishing = True
-            track_id, _ = segment_key(
-                segment_job.params,
-                model_version=self._model_version,
-                latents=cropped,
-                tail=self._tail,
-                join=self._join,
-                previous=segment_job.source_track_id,
-                variant=self.config.variant,
-            )
-            record = {
-                "station_id": self.station_id,
-                "index": len(self.plan.segments),
-                "gen_index": segment_job.gen_index,
-                "kind": "generated",
-                "start_sec": round(self.plan.end_sec, 3),
-            }
+            track_id, _ = self._segment_key(segment_job, cropped)
+            record = segment_record(self.plan, kind="generated", gen_index=segment_job.gen_index)
             return RenderPlan(self._tail, record, track_id)
+
+    def _segment_key(
+        self, segment_job: SegmentJob, cropped: np.ndarray | None
+    ) -> tuple[str, SourceKey]:
+        """The segment's track id and source key after the tail in place now (a fill appended
+        while the job ran changes the tail, so the finish hook asks again)."""
+        return segment_key(
+            segment_job.params,
+            model_version=self._model_version,
+            latents=cropped,
+            tail=self._tail,
+            join=self._join,
+            previous=segment_job.source_track_id,
+            variant=self.config.variant,
+        )
 
     def _rendered(self, track_id: str, tail: np.ndarray) -> None:
         with self._lock:
@@ -291,7 +284,7 @@ class Station:
             segment_job, track_id=track_id, path=entry.path, duration_sec=duration, now=now
         )
         self._tail = tail
-        self._cursor = None
+        self._fills.end_chain()
         self._announce(segment, now)
         self._wake.set()
 
@@ -310,57 +303,13 @@ class Station:
     # -- library fills ------------------------------------------------------------------------
 
     def _fill(self, now: float) -> None:
-        own = {segment.track_id for segment in self.plan.segments}
-        excerpt = pick_excerpt(
-            self._cache,
-            station_id=self.station_id,
-            own=own,
-            seed=self.config.seed,
-            fill_count=self._fills,
-            cursor=self._cursor if self._last_is_fill() else None,
-            join=self._join,
-            segment_sec=self.config.segment_sec,
-            tail=self._tail,
-        )
-        if excerpt is None:
-            if self.plan.fill_unavailable(now):
-                self._starved(None, now)
-            return
-        record = {
-            "station_id": self.station_id,
-            "index": len(self.plan.segments),
-            "gen_index": None,
-            "kind": "library",
-            "start_sec": round(self.plan.end_sec, 3),
-            "library_track_id": excerpt.library_id,
-            "offset_sec": round(excerpt.offset / 48000, 3),
-        }
-        try:
-            path, duration, tail = excerpt.write(self._cache, self._tail, self._join, record)
-        except (LofiError, ValueError) as exc:
-            log.warning(
-                "radio %s: cannot fill from %s: %s", self.station_id, excerpt.library_id, exc
-            )
-            if self.plan.fill_unavailable(now):
-                self._starved(None, now)
-            return
-        self._fills += 1
-        self._hold(excerpt.track_id)
-        segment, starts = self.plan.add_fill(
-            track_id=excerpt.track_id,
-            path=path,
-            duration_sec=duration,
-            now=now,
-            prompt=excerpt.prompt,
-        )
-        self._tail = tail
-        self._cursor = excerpt.next_cursor
-        if starts:
-            self._starved(excerpt.track_id, now)
-        self._announce(segment, now)
-
-    def _last_is_fill(self) -> bool:
-        return bool(self.plan.segments) and self.plan.segments[-1].kind == "library"
+        outcome = self._fills.fill(self.plan, self._tail, now, hold=self._hold)
+        if outcome.segment is not None:
+            self._tail = outcome.tail
+        if outcome.starved:
+            self._starved(outcome.segment.track_id if outcome.segment else None, now)
+        if outcome.segment is not None:
+            self._announce(outcome.segment, now)
 
     def _starved(self, fill_track_id: str | None, now: float) -> None:
         ahead = self.plan.buffer_ahead_sec(now)

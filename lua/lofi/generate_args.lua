@@ -38,45 +38,87 @@ function M.key_names()
   return names
 end
 
---- Split `:Lofi generate` arguments into options and the prompt.
+---@class lofi.KeyValueWord
+---@field key string the part before the first "="
+---@field value string the part after it (maybe "")
+---@field arg string the whole word
+
+--- Split command words by the rule above (shared by `:Lofi generate`, `:Lofi radio` and the
+--- task commands): the `key=value` words, and the other words, each in their order.
 ---@param args string[]
----@return lofi.GenerateOpts? opts
----@return string? err
-function M.parse(args)
-  local opts, words = {}, {}
-  local prompt_only = false
+---@return lofi.KeyValueWord[] options
+---@return string[] words
+function M.split(args)
+  local options, words = {}, {}
+  local words_only = false
   for _, arg in ipairs(args) do
     local key, value = arg:match("^([%a_][%w_]*)=(.*)$")
-    if prompt_only or not key then
-      if arg == "--" and not prompt_only then
-        prompt_only = true
+    if words_only or not key then
+      if arg == "--" and not words_only then
+        words_only = true
       else
         words[#words + 1] = arg
       end
     else
-      local spec = M.keys[key]
-      if not spec then
-        return nil,
-          string.format(
-            "unknown key `%s` in %q (valid keys: %s; put prompt words that contain '=' after --)",
-            key,
-            arg,
-            table.concat(M.key_names(), ", ")
-          )
-      end
-      local parsed = spec.parse(value)
-      if value == "" and key ~= "variant" then -- `variant=`: the base model for this track
-        return nil, string.format("`%s=` needs a value", key)
-      elseif parsed == nil then
-        return nil, string.format("`%s` must be a number, got %q", key, value)
-      end
-      opts[spec.option] = parsed
+      options[#options + 1] = { key = key, value = value, arg = arg }
     end
+  end
+  return options, words
+end
+
+---@alias lofi.ReadOption fun(spec: table, key: string, value: string): any, string?
+
+--- Read the arguments of a prompt command (`:Lofi generate`, `:Lofi radio`): each `key=value`
+--- word sets `opts[keys[key].option]` to what `read` makes of its value (nil and a message for
+--- a bad value); the other words are joined into `opts.prompt`.
+---@param args string[]
+---@param keys table<string, {option: string}>
+---@param read lofi.ReadOption
+---@return table? opts
+---@return string? err
+function M.read_prompt_command(args, keys, read)
+  local options, words = M.split(args)
+  local opts = {}
+  for _, word in ipairs(options) do
+    local spec = keys[word.key]
+    if not spec then
+      local valid = vim.tbl_keys(keys)
+      table.sort(valid)
+      return nil,
+        string.format(
+          "unknown key `%s` in %q (valid keys: %s; put prompt words that contain '=' after --)",
+          word.key,
+          word.arg,
+          table.concat(valid, ", ")
+        )
+    end
+    local value, err = read(spec, word.key, word.value)
+    if value == nil then
+      return nil, err
+    end
+    opts[spec.option] = value
   end
   if #words > 0 then
     opts.prompt = table.concat(words, " ")
   end
   return opts, nil
+end
+
+--- Split `:Lofi generate` arguments into options and the prompt.
+---@param args string[]
+---@return lofi.GenerateOpts? opts
+---@return string? err
+function M.parse(args)
+  return M.read_prompt_command(args, M.keys, function(spec, key, value)
+    if value == "" and key ~= "variant" then -- `variant=`: the base model for this track
+      return nil, string.format("`%s=` needs a value", key)
+    end
+    local parsed = spec.parse(value)
+    if parsed == nil then
+      return nil, string.format("`%s` must be a number, got %q", key, value)
+    end
+    return parsed
+  end)
 end
 
 --- Completion of one argument of `:Lofi generate`.

@@ -1,7 +1,10 @@
 --- The arguments of `:Lofi radio`: an action (`stop`, `skip`, `pause`, `resume`, `like [all]`,
 --- `save [FILE]`, `status`), or a station to start: `key=value` words are options, the other
 --- words form the prompt (`:Lofi radio rainy jazzhop segment=20`). A prompt that starts with an
---- action's name goes after `--` (`:Lofi radio -- stop motion`), as do prompt words with "=".
+--- action's name goes after `--` (`:Lofi radio -- stop motion`), as do prompt words with "="
+--- (the words are split as `:Lofi generate`'s: `lofi.generate_args`).
+local generate_args = require("lofi.generate_args")
+
 local M = {}
 
 --- Actions and how many arguments each takes at most.
@@ -61,39 +64,19 @@ function M.parse(args)
     end
     return { action = first }, nil
   end
-  local opts, words, prompt_only = {}, {}, false
-  for _, arg in ipairs(args) do
-    local key, value = arg:match("^([%a_][%w_]*)=(.*)$")
-    if prompt_only or not key then
-      if arg == "--" and not prompt_only then
-        prompt_only = true
-      else
-        words[#words + 1] = arg
-      end
-    else
-      local spec = M.keys[key]
-      if not spec then
-        return nil,
-          string.format(
-            "unknown key `%s` in %q (valid keys: %s; put prompt words that contain '=' after --)",
-            key,
-            arg,
-            table.concat(sorted_keys(M.keys), ", ")
-          )
-      end
-      local number = tonumber(value)
-      if value == "" then
-        return nil, string.format("`%s=` needs a value", key)
-      elseif number == nil or number ~= number or math.abs(number) == math.huge then
-        return nil, string.format("`%s` must be a number, got %q", key, value)
-      elseif spec.integer and number ~= math.floor(number) then
-        return nil, string.format("`%s` must be a whole number, got %q", key, value)
-      end
-      opts[spec.option] = number
+  local opts, err = generate_args.read_prompt_command(args, M.keys, function(spec, key, value)
+    local number = tonumber(value)
+    if value == "" then
+      return nil, string.format("`%s=` needs a value", key)
+    elseif number == nil or number ~= number or math.abs(number) == math.huge then
+      return nil, string.format("`%s` must be a number, got %q", key, value)
+    elseif spec.integer and number ~= math.floor(number) then
+      return nil, string.format("`%s` must be a whole number, got %q", key, value)
     end
-  end
-  if #words > 0 then
-    opts.prompt = table.concat(words, " ")
+    return number
+  end)
+  if not opts then
+    return nil, err
   end
   return { action = "start", opts = opts }, nil
 end

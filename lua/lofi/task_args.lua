@@ -5,7 +5,8 @@
 ---
 --- Times are seconds ("12", "12.5") or minutes and seconds ("1:30", "1:30.5"). As for
 --- `:Lofi generate`, a word is an option when the part before its "=" is a name, and every
---- word after a lone `--` is a prompt word.
+--- word after a lone `--` is a prompt word (`lofi.generate_args.split`).
+local generate_args = require("lofi.generate_args")
 local sources = require("lofi.sources")
 local task_spec = require("lofi.task_spec")
 
@@ -222,40 +223,32 @@ function M.parse(name, args, picked)
   local command = M.commands[name]
   ---@type lofi.TaskRequest
   local request = { opts = { task = command.task } }
-  local words, values = {}, {}
-  local words_only = false
-  for _, arg in ipairs(args) do
-    local key, text = arg:match("^([%a_][%w_]*)=(.*)$")
-    if words_only or not key then
-      if arg == "--" and not words_only then
-        words_only = true
-      else
-        words[#words + 1] = arg
-      end
-    else
-      local allowed = vim.list_contains(command.keys, key) and not (picked and key == "track")
-      if not allowed then
-        local valid = vim.tbl_filter(function(k)
-          return not (picked and k == "track")
-        end, command.keys)
-        return nil,
-          string.format(
-            "unknown key `%s` in %q for %s (valid keys: %s)",
-            key,
-            arg,
-            name,
-            table.concat(valid, ", ")
-          )
-      end
-      if text == "" then
-        return nil, string.format("`%s=` needs a value", key)
-      end
-      local value, problem = M.keys[key].parse(text)
-      if value == nil then
-        return nil, string.format("`%s` %s, got %q", key, problem, text)
-      end
-      values[key] = value
+  local options, words = generate_args.split(args)
+  local values = {}
+  for _, word in ipairs(options) do
+    local key, text = word.key, word.value
+    local allowed = vim.list_contains(command.keys, key) and not (picked and key == "track")
+    if not allowed then
+      local valid = vim.tbl_filter(function(k)
+        return not (picked and k == "track")
+      end, command.keys)
+      return nil,
+        string.format(
+          "unknown key `%s` in %q for %s (valid keys: %s)",
+          key,
+          word.arg,
+          name,
+          table.concat(valid, ", ")
+        )
     end
+    if text == "" then
+      return nil, string.format("`%s=` needs a value", key)
+    end
+    local value, problem = M.keys[key].parse(text)
+    if value == nil then
+      return nil, string.format("`%s` %s, got %q", key, problem, text)
+    end
+    values[key] = value
   end
   local err = positional(name, words, request, picked == true)
   if err then

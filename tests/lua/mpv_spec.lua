@@ -82,13 +82,44 @@ local function played(mpv, seconds)
   end
 end
 
-local function files(count, seconds)
+--- Start mpv (as `start`) with `count` WAV files of `seconds` each appended, and wait until the
+--- first one plays.
+---@return lofi.Mpv mpv
+---@return {name: string, value: any, ms: integer}[] changes
+local function start_playing(count, seconds)
+  local mpv, changes = start()
   local dir = t.tmpdir()
-  local list = {}
   for i = 1, count do
-    list[i] = wav.write(vim.fs.joinpath(dir, string.format("seg%d.wav", i)), seconds)
+    mpv:append(wav.write(vim.fs.joinpath(dir, string.format("seg%d.wav", i)), seconds))
   end
-  return list
+  t.wait(5000, function()
+    return changed(changes, "playlist-pos", 0)
+  end, "playback to start")
+  return mpv, changes
+end
+
+--- Start `lofi.mpv` on the shell script `lines` instead of mpv and wait for its `on_ready`
+--- error.
+---@param lines string[] the script's lines after "#!/bin/sh"
+---@param extra? lofi.MpvOpts
+---@return lofi.Mpv mpv
+---@return string err
+local function start_script(lines, extra)
+  local script = vim.fs.joinpath(t.tmpdir(), "not-mpv.sh")
+  vim.fn.writefile({ "#!/bin/sh", unpack(lines) }, script)
+  vim.fn.setfperm(script, "rwx------")
+  local err = nil
+  local mpv = assert(require("lofi.mpv").start(vim.tbl_extend("force", {
+    exe = script,
+    on_ready = function(e)
+      err = e
+    end,
+  }, extra or {})))
+  table.insert(started, mpv)
+  t.wait(3000, function()
+    return err ~= nil
+  end, "the failure to be reported")
+  return mpv, err
 end
 
 local function now_ms()
@@ -104,13 +135,7 @@ t.describe("mpv", function()
   end)
 
   t.it("plays appended files back to back without a gap", function()
-    local mpv, changes = start()
-    for _, path in ipairs(files(3, 1.0)) do
-      mpv:append(path)
-    end
-    t.wait(5000, function()
-      return changed(changes, "playlist-pos", 0)
-    end, "playback to start")
+    local mpv, changes = start_playing(3, 1.0)
     local began = changed(changes, "playlist-pos", 0).ms
     t.wait(2000, function()
       return (get(mpv, "time-pos") or 0) > 0.1
@@ -138,13 +163,7 @@ t.describe("mpv", function()
   end)
 
   t.it("pauses, resumes and skips within 1 s", function()
-    local mpv, changes = start()
-    for _, path in ipairs(files(2, 6.0)) do
-      mpv:append(path)
-    end
-    t.wait(5000, function()
-      return changed(changes, "playlist-pos", 0)
-    end, "playback to start")
+    local mpv, changes = start_playing(2, 6.0)
     t.sleep(300)
     local asked = now_ms()
     mpv:set_pause(true)
@@ -197,21 +216,7 @@ t.describe("mpv", function()
   end)
 
   t.it("reports an executable that never opens the socket, and ends it", function()
-    local script = vim.fs.joinpath(t.tmpdir(), "not-mpv.sh")
-    vim.fn.writefile({ "#!/bin/sh", "exec sleep 600" }, script)
-    vim.fn.setfperm(script, "rwx------")
-    local err = nil
-    local mpv = assert(require("lofi.mpv").start({
-      exe = script,
-      connect_timeout_ms = 300,
-      on_ready = function(e)
-        err = e
-      end,
-    }))
-    table.insert(started, mpv)
-    t.wait(3000, function()
-      return err ~= nil
-    end, "the connection to fail")
+    local mpv, err = start_script({ "exec sleep 600" }, { connect_timeout_ms = 300 })
     t.contains(err, "did not open its IPC socket")
     t.wait(3000, function()
       return not t.alive(mpv.pid)
@@ -219,20 +224,7 @@ t.describe("mpv", function()
   end)
 
   t.it("reports a player that exits at start with its last stderr line", function()
-    local script = vim.fs.joinpath(t.tmpdir(), "broken-mpv.sh")
-    vim.fn.writefile({ "#!/bin/sh", "echo 'no audio here' >&2", "exit 2" }, script)
-    vim.fn.setfperm(script, "rwx------")
-    local err = nil
-    local mpv = assert(require("lofi.mpv").start({
-      exe = script,
-      on_ready = function(e)
-        err = e
-      end,
-    }))
-    table.insert(started, mpv)
-    t.wait(3000, function()
-      return err ~= nil
-    end, "the failure")
+    local mpv, err = start_script({ "echo 'no audio here' >&2", "exit 2" })
     t.contains(err, "no audio here")
     t.eq(vim.uv.fs_stat(mpv.dir), nil, "the socket folder is gone")
   end)

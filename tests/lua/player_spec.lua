@@ -1,6 +1,8 @@
 -- Playback with a fake player process.
 local t = require("lofi_test")
 
+local wav = dofile(t.root .. "/tests/lua/wav.lua")
+
 local FAKE = t.root .. "/tests/lua/fake_player.sh"
 
 --- A file to "play" (the fake player never reads it).
@@ -30,42 +32,6 @@ local function bystander(pidfile)
   assert(handle, pid)
   return pid, --[[@as integer]]
     handle
-end
-
---- `value` as `bytes` little-endian bytes.
----@param value integer
----@param bytes integer
----@return string
-local function le(value, bytes)
-  local out = {}
-  for i = 1, bytes do
-    out[i] = string.char(math.floor(value / 256 ^ (i - 1)) % 256)
-  end
-  return table.concat(out)
-end
-
---- A real WAV file: `seconds` of silence, 8 kHz mono 16-bit.
----@param path string
----@param seconds number
-local function write_wav(path, seconds)
-  local data = 2 * math.floor(8000 * seconds)
-  local header = table.concat({
-    "RIFF",
-    le(36 + data, 4),
-    "WAVEfmt ",
-    le(16, 4), -- fmt chunk size
-    le(1, 2), -- PCM
-    le(1, 2), -- mono
-    le(8000, 4), -- sample rate
-    le(16000, 4), -- byte rate
-    le(2, 2), -- block align
-    le(16, 2), -- bits per sample
-    "data",
-    le(data, 4),
-  })
-  local f = assert(io.open(path, "wb"))
-  f:write(header, string.rep("\0", data))
-  f:close()
 end
 
 --- Run `fn` with environment variables set, restoring them afterwards (also on error).
@@ -235,7 +201,7 @@ t.describe("player", function()
   t.it("plays a file named -x.wav with the real mpv", function()
     t.ok(vim.fn.executable("mpv") == 1, "this test needs mpv (apt install mpv)")
     local dir = t.tmpdir()
-    write_wav(vim.fs.joinpath(dir, "-x.wav"), 0.2)
+    wav.write(vim.fs.joinpath(dir, "-x.wav"), 0.2)
     local lines = {}
     local log = require("lofi.log")
     local messages = t.capture_notify()

@@ -50,6 +50,17 @@ def fill_up(plan: StationPlan, now: float) -> int:
     return count
 
 
+def second_in_flight() -> tuple[StationPlan, SegmentJob]:
+    """Playback started on the first segment at 1 s; the second one is generating (slowly)."""
+    plan = make()
+    finish(plan, 0.0)
+    plan.playhead(0, 0.0, False, 1.0)
+    job = plan.next_job(1.0)
+    assert job is not None
+    plan.job_started(job, 1.0)
+    return plan, job
+
+
 def test_first_job_is_text2music() -> None:
     plan = make(infer_steps=4, retake_variance=0.8)
     job = plan.next_job(0.0)
@@ -94,11 +105,7 @@ def test_extend_takes_the_task_default_variance() -> None:
 
 
 def test_the_source_is_the_last_generated_segment_not_a_fill() -> None:
-    plan = make()
-    finish(plan, 0.0)
-    plan.playhead(0, 0.0, False, 1.0)
-    job = plan.next_job(1.0)
-    assert job is not None
+    plan, job = second_in_flight()
     plan.add_fill(track_id="lib", path=Path("/lib.flac"), duration_sec=8.0, now=2.0)
     plan.job_done(job, track_id="t1", path=Path("/t1"), duration_sec=SEG, now=3.0)
     nxt = plan.next_job(3.0)
@@ -167,11 +174,7 @@ def test_skip_moves_the_buffer() -> None:
 
 
 def test_append_after_running_dry_resumes_at_the_new_file() -> None:
-    plan = make()
-    finish(plan, 0.0)
-    plan.playhead(0, 0.0, False, 1.0)
-    job = plan.next_job(1.0)
-    assert job is not None
+    plan, job = second_in_flight()
     assert plan.position_sec(50.0) == SEG  # waits at the end
     segment = plan.job_done(job, track_id="t1", path=Path("/t1"), duration_sec=SEG, now=50.0)
     assert plan.position_sec(50.0) == segment.start_sec == SEG
@@ -195,19 +198,8 @@ def test_no_starvation_before_playback() -> None:
     assert not plan.fill_due(30.0)  # in flight, empty buffer, but nothing plays yet
 
 
-def starving_plan() -> tuple[StationPlan, SegmentJob]:
-    """Playback started on the first segment; the second generation is slow."""
-    plan = make()
-    finish(plan, 0.0)
-    plan.playhead(0, 0.0, False, 1.0)
-    job = plan.next_job(1.0)
-    assert job is not None
-    plan.job_started(job, 1.0)
-    return plan, job
-
-
 def test_starvation_episode() -> None:
-    plan, job = starving_plan()
+    plan, job = second_in_flight()
     low = plan.low_water_sec
     assert low == max(3.0, 2 * plan.config.join.hold_sec)
     t_low = 1.0 + SEG - low
@@ -249,7 +241,7 @@ def test_starvation_episode() -> None:
 
 
 def test_fill_unavailable_backs_off() -> None:
-    plan, _ = starving_plan()
+    plan, _ = second_in_flight()
     t = 1.0 + SEG - 1.0
     assert plan.fill_due(t)
     assert plan.fill_unavailable(t) is True and plan.starved
@@ -263,7 +255,7 @@ def test_fill_unavailable_backs_off() -> None:
 
 
 def test_paused_playback_does_not_starve() -> None:
-    plan, _ = starving_plan()
+    plan, _ = second_in_flight()
     plan.playhead(0, 1.0, True, 2.0)
     assert not plan.fill_due(1000.0)
 
