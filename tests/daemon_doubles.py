@@ -355,8 +355,12 @@ class InProcessDaemon:
             self._server_out.close()
 
     def stop(self, timeout: float = 15.0) -> int | None:
+        """Close the daemon's input and wait for it to end; once it has, also for the client to
+        have read everything it wrote (so a test that looks at the messages next sees them all)."""
         self.client.close()
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.client.wait_eof(timeout)
         return self.exit_code
 
 

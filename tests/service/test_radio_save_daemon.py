@@ -193,7 +193,8 @@ def test_shutdown_lets_a_running_save_finish(make_daemon: MakeDaemon, tmp_path: 
     assert writer.started.wait(10)
     threading.Timer(0.3, writer.gate.set).start()
     assert daemon.stop() == 0
-    [end] = save_ends(client)
+    end = save_end(client, out)  # the reader thread may get it after stop() returns
+    assert save_ends(client) == [end]
     assert end["method"] == "radio_saved"
     assert_saved_run(client, station_id, out, 0, started["segments"])
 
@@ -218,7 +219,8 @@ def test_shutdown_gives_up_a_save_that_does_not_end(
     client.result("radio.save", {"path": str(out)})
     assert writer.started.wait(10)
     assert daemon.stop() == 0  # within the grace, not after the writer
-    [end] = save_ends(client)
+    end = save_end(client, out)  # the reader thread may get it after stop() returns
+    assert save_ends(client) == [end]
     assert end["method"] == "radio_save_failed"
     assert end["params"]["code"] == errors.OUTPUT_WRITE_FAILED
     assert "daemon stopped before the save" in end["params"]["message"]
