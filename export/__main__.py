@@ -4,7 +4,8 @@ This module imports nothing heavy at the top, so that without the ``export`` ext
 still tell the user exactly what to install.
 
 Subcommands: ``onnx`` (checkpoint → model directory; ``--progress json`` for the event lines of
-:mod:`.progress`), ``tiny`` (a random-weight checkpoint) and ``bench-torch`` (ONNX Runtime vs the
+:mod:`.progress`; an ACE-Step 1.5 checkpoint is recognised by its folders, :mod:`.turbo.detect`),
+``tiny`` (a random-weight checkpoint; ``--model ace-step-1.5`` for the 1.5 layout) and ``bench-torch`` (ONNX Runtime vs the
 torch modules; ``lofi-daemon bench --checkpoint`` runs it as a child process and reads the one JSON
 object it prints). Errors are one ``lofi-export: error: ...`` line on stderr; the exit status is 2
 when the export extra is missing and 1 for any other error.
@@ -27,6 +28,8 @@ INSTALL_HINT = (
 )
 REQUIRED = ("torch", "transformers", "diffusers", "safetensors", "onnx", "onnxscript")
 ERROR_PREFIX = "lofi-export: error: "
+MODEL_V1 = "ace-step"  # lofi_daemon.model.backends names (not imported here: kept light)
+MODEL_TURBO = "ace-step-1.5"
 EXIT_ERROR = 1
 EXIT_MISSING_EXTRA = 2
 
@@ -37,14 +40,18 @@ def missing_export_packages() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lofi-export", description="Export ACE-Step v1 to ONNX for lofi.nvim."
+        prog="lofi-export", description="Export ACE-Step v1 or 1.5 to ONNX for lofi.nvim."
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    onnx = sub.add_parser("onnx", help="export an official-layout checkpoint to a model directory")
+    onnx = sub.add_parser(
+        "onnx",
+        help="export an official-layout checkpoint (ACE-Step v1 or 1.5, told apart by its "
+        "folders) to a model directory",
+    )
     onnx.add_argument("checkpoint_dir", type=Path)
     onnx.add_argument("models_dir", type=Path)
     onnx.add_argument("--precision", default="fp32", choices=["fp32"])
@@ -80,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("checkpoint_dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--preset", default="tiny", choices=["tiny", "full"])
+    tiny.add_argument(
+        "--model",
+        default=MODEL_V1,
+        choices=[MODEL_V1, MODEL_TURBO],
+        help="which release's layout to write (default: ace-step, i.e. v1)",
+    )
 
     bench = sub.add_parser(
         "bench-torch",
@@ -121,12 +134,15 @@ def _run(args: argparse.Namespace, events: ProgressFn | None) -> int:
 
     try:
         if args.command == "tiny":
-            from .tiny import preset_by_name, write_tiny_checkpoint
-
-            write_tiny_checkpoint(args.checkpoint_dir, preset_by_name(args.preset), seed=args.seed)
-            print(args.checkpoint_dir)
+            _tiny(args)
         elif args.command == "bench-torch":
             return _bench_torch(args)
+        elif _backend_of(args.checkpoint_dir) == MODEL_TURBO:
+            path = _onnx_turbo(args, events)
+            if events is not None:
+                events(done_event(path))
+            else:
+                print(path)
         else:
             from .export_models import export_models
             from .lora import LoraRequest
@@ -159,6 +175,48 @@ def _run(args: argparse.Namespace, events: ProgressFn | None) -> int:
             events(error_event("export", f"{type(exc).__name__}: {exc}"))
         raise
     return 0
+
+
+def _tiny(args: argparse.Namespace) -> None:
+    if args.model == MODEL_TURBO:
+        from .turbo.checkpoint import write_turbo_checkpoint
+
+        write_turbo_checkpoint(args.checkpoint_dir, args.preset, args.seed)
+    else:
+        from .tiny import preset_by_name, write_tiny_checkpoint
+
+        write_tiny_checkpoint(args.checkpoint_dir, preset_by_name(args.preset), seed=args.seed)
+    print(args.checkpoint_dir)
+
+
+def _backend_of(checkpoint_dir: Path) -> str:
+    from .turbo.detect import detect_backend
+
+    return detect_backend(checkpoint_dir)
+
+
+def _onnx_turbo(args: argparse.Namespace, events: ProgressFn | None) -> Path:
+    """``onnx`` on a 1.5 checkpoint; the v1-only options are refused by name."""
+    from .errors import ExportError
+    from .turbo.export import export_turbo
+
+    v1_only = [
+        flag
+        for flag, value in (
+            ("--lora", args.lora),
+            ("--lora-source", args.lora_source),
+            ("--base", args.base),
+        )
+        if value is not None
+    ]
+    if args.lora_weight != 1.0:
+        v1_only.append("--lora-weight")
+    if v1_only:
+        raise ExportError(
+            f"{', '.join(v1_only)}: not supported for an ACE-Step 1.5 checkpoint "
+            f"({args.checkpoint_dir}); LoRA merging exists for ACE-Step v1 only"
+        )
+    return export_turbo(args.checkpoint_dir, args.models_dir, force=args.force, progress=events)
 
 
 def _fail(events: ProgressFn | None, kind: ErrorKind, message: str) -> int:

@@ -73,3 +73,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_models(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = _fixture_dir(tmp_path_factory, "models") / "ace-step"
     return _build_once(path, "onnx", str(tiny_checkpoint), str(path))
+
+
+from turbo_fixtures import turbo_checkpoint, turbo_models  # noqa: F401
