@@ -10,6 +10,7 @@ from typing import Any
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.model import turbo_layout
 from lofi_daemon.model.constants import ModelConstants
 from lofi_daemon.model.schema import first_error
 
@@ -17,6 +18,7 @@ MANIFEST_NAME = "manifest.json"
 SUPPORTED_SCHEMA = 1
 REQUIRED_GRAPHS = ("text_encoder", "condition_encoder", "denoiser", "dcae_decoder", "vocoder")
 HASH_CHUNK = 16 << 20
+OTHER_BACKEND = turbo_layout.BACKEND  # its manifests say so; v1 ones have no "backend" key
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,14 @@ def load_manifest(root: Path) -> Manifest:
         raise _invalid(root, "unreadable (JSON nested too deeply)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _invalid(root, f"unreadable ({exc})") from exc
+    if isinstance(raw, dict) and raw.get("backend") == OTHER_BACKEND:
+        # A 1.5 export has the same schema_version; say what it is instead of a schema error.
+        raise LofiError(
+            errors.MODEL_LOAD_FAILED,
+            f"{root} holds {OTHER_BACKEND} models, not ace-step (v1)",
+            remedy="Run :Lofi setup ace-step to install ACE-Step v1 into its own directory, or "
+            f"use the backend {OTHER_BACKEND} for this one.",
+        )
     if not isinstance(raw, dict) or raw.get("schema_version") != SUPPORTED_SCHEMA:
         raise _invalid(
             root,
