@@ -11,7 +11,10 @@ It serves one model repository from a folder on 127.0.0.1 (a random port) and im
   an absolute ``/cdn/{sha256}`` address with ``X-Linked-Etag``/``X-Linked-Size``, as the hub does.
 * ``GET /cdn/{sha256}``: the bytes, with ``Range: bytes=S-[E]`` answered by 206 (resume).
 
-Unknown repositories, revisions and files get 404 with the hub's ``X-Error-Code``. Every request
+Files ending in ``.safetensors`` or ``.pt`` are LFS files, as in the hub's default
+``.gitattributes``. :func:`turbo_decoys` gives the files of ``ACE-Step/Ace-Step1.5`` that a 1.5
+install must never fetch (the 5 Hz planner LM and repository extras), to serve beside a 1.5
+checkpoint. Unknown repositories, revisions and files get 404 with the hub's ``X-Error-Code``. Every request
 is recorded; ``bytes_per_sec`` throttles file bodies (to observe and interrupt a download) and
 ``tamper`` serves a file whose bytes no longer match its published sha256.
 """
@@ -29,7 +32,31 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 HOST = "127.0.0.1"
 CHUNK = 64 << 10
-LFS_SUFFIXES = (".safetensors",)
+LFS_SUFFIXES = (".safetensors", ".pt")
+#: The planner LM of the 1.5 bundle: in the same repository, never needed by the DiT-only path.
+TURBO_DECOY_LM = "acestep-5Hz-lm-1.7B"
+
+
+def _safetensors(name: str, values: int) -> bytes:
+    """A valid safetensors file holding one float32 tensor of zeros."""
+    header = json.dumps(
+        {name: {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}
+    )
+    raw = header.encode() + b" " * (-len(header) % 8)
+    return len(raw).to_bytes(8, "little") + raw + bytes(4 * values)
+
+
+def turbo_decoys() -> dict[str, bytes]:
+    """``extra`` files for a 1.5 hub: the planner LM folder and files outside the allow list."""
+    return {
+        f"{TURBO_DECOY_LM}/config.json": b'{"architectures": ["Qwen3ForCausalLM"]}\n',
+        f"{TURBO_DECOY_LM}/model.safetensors": _safetensors("lm_head.weight", 4096),
+        f"{TURBO_DECOY_LM}/tokenizer.json": b"{}\n",
+        "config.json": b'{"is_turbo": true}\n',
+        "README.md": b"# ACE-Step 1.5\n",
+        "acestep-v15-turbo/modeling_acestep_v15_turbo.py": b"# remote code, not needed\n",
+        "Qwen3-Embedding-0.6B/chat_template.jinja": b"{{ messages }}\n",
+    }
 
 
 @dataclass(frozen=True)

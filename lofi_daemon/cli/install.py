@@ -1,4 +1,4 @@
-"""``lofi-daemon setup ace-step``: install the models from a terminal.
+"""``lofi-daemon setup ace-step|ace-step-1.5``: install a backend's models from a terminal.
 
 The work is :func:`lofi_daemon.install.installer.run_install`; this module adds the command
 line, a progress display on stderr and the download prompt.
@@ -14,15 +14,17 @@ from typing import TextIO
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.install.backend_spec import backend_spec, spec_for_repo
 from lofi_daemon.install.installer import run_install
-from lofi_daemon.install.options import REPO_ID, InstallOptions
+from lofi_daemon.install.options import InstallOptions
 from lofi_daemon.install.plan import InstallPlan
 from lofi_daemon.install.progress import format_bytes
 from lofi_daemon.install.variant import VariantOptions, run_variant_install
 from lofi_daemon.install.verify import verify_installation
+from lofi_daemon.model.backends import NAMES, backend_models_dir
 from lofi_daemon.paths import default_models_dir
 
-BACKENDS = ("ace-step",)
+BACKENDS = NAMES
 
 
 def add_setup_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +43,8 @@ def add_setup_parser(sub: argparse._SubParsersAction) -> None:
         "--models",
         type=Path,
         default=None,
-        help="model directory to install into (default: $LOFI_MODELS_DIR or the user cache)",
+        help="model directory to install into (default for ace-step: $LOFI_MODELS_DIR or the "
+        "user cache; ace-step-1.5 goes beside it, or to $LOFI_MODELS_DIR_ACE_STEP_1_5)",
     )
     p.add_argument("-y", "--yes", action="store_true", help="agree to the download without asking")
     p.add_argument(
@@ -66,7 +69,7 @@ def add_setup_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="DIR_OR_HUB_REPO",
         help="install a LoRA (folder with pytorch_lora_weights.safetensors, or a hub repo id) "
-        "as a named variant beside the installed base model (docs/lora.md)",
+        "as a named variant beside the installed base model (docs/lora.md); ace-step only",
     )
     p.add_argument("--lora-weight", type=float, default=1.0, help="the LoRA's weight (1.0)")
     p.add_argument(
@@ -113,7 +116,8 @@ class ProgressPrinter:
 
 def ask_download(plan: InstallPlan) -> bool:
     """Ask on the terminal whether to download what ``plan`` still needs."""
-    what = "ACE-Step v1 weights" if plan.repo_id == REPO_ID else f"the LoRA {plan.repo_id}"
+    spec = spec_for_repo(plan.repo_id)
+    what = f"{spec.title} weights" if spec is not None else f"the LoRA {plan.repo_id}"
     sys.stderr.write(
         f"lofi-daemon: download {format_bytes(plan.remaining_bytes)} of {what} from the "
         "Hugging Face hub? [y/N] "
@@ -127,11 +131,20 @@ def ask_download(plan: InstallPlan) -> bool:
 
 
 def run_setup_cli(args: argparse.Namespace) -> int:
-    models = args.models or default_models_dir()
+    backend = backend_spec(args.backend).name
+    models = args.models or backend_models_dir(backend, default_models_dir())
+    uses_lora = args.lora is not None or args.lora_name is not None or args.lora_weight != 1.0
+    if uses_lora and not backend_spec(backend).lora:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"--lora, --lora-weight and --lora-name are options of ace-step (v1) only; "
+            f"{backend} has no LoRA variants",
+            remedy=f"Leave them out for {backend}.",
+        )
     printer = ProgressPrinter(enabled=not args.no_progress)
     try:
         if args.verify:
-            manifest = verify_installation(models, progress=printer)
+            manifest = verify_installation(models, progress=printer, backend=backend)
             printer.finish()
             print(f"{models}: every sha256 matches ({manifest.model_version})")
             return 0
@@ -144,6 +157,7 @@ def run_setup_cli(args: argparse.Namespace) -> int:
             force=args.force,
             keep_download=args.keep_download,
             revision=args.revision,
+            backend=backend,
         )
         confirm = ask_download if not args.yes and sys.stdin.isatty() else None
         if args.lora is not None:

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import CancelledError, LofiError
-from lofi_daemon.install.options import REPO_ID, InstallOptions
+from lofi_daemon.install.options import InstallOptions
 from lofi_daemon.install.progress import CANCELLED_MESSAGE
 
 log = logging.getLogger(__name__)
@@ -173,19 +173,20 @@ def run_hub(
         raise LofiError(
             errors.MODEL_DOWNLOAD_FAILED,
             f"cannot {action} {options.repo_id} from {options.hub_url()}: {error}",
-            remedy=hub_remedy(resumable),
+            remedy=hub_remedy(resumable, options),
         )
     return answer
 
 
-def hub_remedy(resumable: bool) -> str:
+def hub_remedy(resumable: bool, options: InstallOptions | None = None) -> str:
     """What to do when the hub fails: retry (resuming only if something was downloaded) or go
     offline with a checkpoint folder copied by other means."""
+    spec = (options or InstallOptions()).spec
     retry = "run the setup again" + ("; the download resumes where it stopped" if resumable else "")
     return (
-        f"Check the network and {retry}. Offline: copy the checkpoint folder ({REPO_ID}) and run "
-        "lofi-daemon setup ace-step --checkpoint DIR (in Neovim: :Lofi setup ace-step "
-        "checkpoint=DIR)."
+        f"Check the network and {retry}. Offline: copy the checkpoint folder ({spec.repo_id}) "
+        f"and run lofi-daemon setup {spec.name} --checkpoint DIR (in Neovim: :Lofi setup "
+        f"{spec.name} checkpoint=DIR)."
     )
 
 

@@ -29,7 +29,8 @@ def ask_consent(plan: InstallPlan, options: InstallOptions, confirm: ConfirmFn |
             errors.SETUP_FAILED,
             f"downloading {size} from {options.hub_url()}/{plan.repo_id} needs your consent "
             "and there is no terminal to ask",
-            remedy="Rerun with --yes to agree to the download (or use :Lofi setup ace-step).",
+            remedy="Rerun with --yes to agree to the download "
+            f"(or use :Lofi setup {options.backend}).",
             data={"download_bytes": plan.remaining_bytes},
         )
     if not confirm(plan):

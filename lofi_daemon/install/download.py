@@ -14,10 +14,11 @@ from pathlib import Path
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.install.child import hub_remedy, run_hub
+from lofi_daemon.install.installed import ModelManifest
 from lofi_daemon.install.options import InstallOptions
 from lofi_daemon.install.plan import InstallPlan, bytes_on_disk, has_size
 from lofi_daemon.install.progress import Reporter, format_bytes
-from lofi_daemon.model.manifest import Manifest, sha256_file
+from lofi_daemon.model.manifest import sha256_file
 
 
 def download(
@@ -53,11 +54,12 @@ def download(
     if not complete:
         target.mkdir(parents=True, exist_ok=True)
         args = ["download", plan.repo_id, str(plan.revision), str(target)]
+        args += ["--backend", options.backend]
         try:
             run_hub(options, args, cancel=cancel, tick=tick, lock_fd=lock_fd)
         except LofiError as exc:
             if bytes_on_disk(target, plan.files) > 0:  # a rerun resumes: say so
-                raise LofiError(exc.code, exc.message, remedy=hub_remedy(True)) from exc
+                raise LofiError(exc.code, exc.message, remedy=hub_remedy(True, options)) from exc
             raise
     wrong = [f.path for f in plan.files if not has_size(target / f.path, f.size)]
     if wrong:
@@ -65,7 +67,7 @@ def download(
         raise LofiError(
             errors.MODEL_DOWNLOAD_FAILED,
             f"the download is incomplete: {shown} missing or of the wrong size",
-            remedy=hub_remedy(bytes_on_disk(target, plan.files) > 0),
+            remedy=hub_remedy(bytes_on_disk(target, plan.files) > 0, options),
         )
     report("download", total, total, f"downloaded {plan.repo_id} ({format_bytes(total)})")
     return max(0, total - before)
@@ -77,7 +79,7 @@ def git_blob_id(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-def check_download(manifest: Manifest, plan: InstallPlan, options: InstallOptions) -> None:
+def check_download(manifest: ModelManifest, plan: InstallPlan, options: InstallOptions) -> None:
     """Compare the downloaded files with the hub's sha256 (LFS files) or git blob id (others).
 
     The exporter records the sha256 of every source file in the manifest (``source.files``);

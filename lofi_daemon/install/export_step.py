@@ -38,7 +38,8 @@ from lofi_daemon.install.progress import Reporter
 
 log = logging.getLogger(__name__)
 
-#: The graphs of a model directory, until the exporter's ``start`` event says otherwise.
+#: The graphs of a v1 model directory, until the exporter's ``start`` event says otherwise
+#: (each backend's count is ``BackendSpec.graphs``).
 EXPORTED_GRAPHS: Final = 6
 EXPORT_FAILED_REMEDY: Final = "Read the message above; rerun the setup after fixing the cause."
 #: The fields each event must carry, with their types (further fields are ignored).
@@ -148,7 +149,7 @@ def export_checkpoint(
         CancelledError: ``cancel`` was set; the exporter has been stopped.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    status = ExportStatus()
+    status = ExportStatus(total=options.spec.graphs)
     report("export", 0, status.total, f"exporting {checkpoint_dir} to ONNX")
     child = Child(
         exporter_command(options, checkpoint_dir, out, extra), child_env(options), lock_fd=lock_fd

@@ -5,11 +5,14 @@ This is the only code of lofi.nvim that imports huggingface_hub, and it runs in 
 can be stopped at once by killing the child. It prints one JSON object on stdout:
 ``{"ok": true, ...}`` with the answer, or ``{"ok": false, "error": "..."}``.
 
-``probe REPO [--revision REV]``
-    the commit and the files the export needs, each with its size and checksum, plus the size of
-    the weights once stored as fp32 (read from the safetensors headers, nothing else downloaded).
-``download REPO REV DIR``
-    fetch those files into DIR; huggingface_hub resumes partial files found there.
+``probe REPO [--revision REV] [--backend NAME]``
+    the commit and the files the export of backend NAME needs (default ``ace-step``), each with
+    its size and checksum, plus the size of the weights once stored as fp32 and of the tensors
+    the export copies as fp32 arrays (read from the safetensors headers, nothing else
+    downloaded).
+``download REPO REV DIR [--backend NAME]``
+    fetch those files (and only those) into DIR; huggingface_hub resumes partial files found
+    there.
 ``lora-probe REPO``
     the commit, size and checksum of the repository's ``pytorch_lora_weights.safetensors``.
 ``lora-download REPO REV DIR``
@@ -25,20 +28,25 @@ import re
 import sys
 from typing import Any
 
-from lofi_daemon.install.options import ALLOW_PATTERNS
+from lofi_daemon.install.backend_spec import BackendSpec, backend_spec
+from lofi_daemon.model.backends import DEFAULT_BACKEND
 from lofi_daemon.model.variants import LORA_FILE
 
 
-def probe(repo_id: str, revision: str | None) -> dict[str, Any]:
-    """The answer to ``probe``: ``revision``, ``files`` and ``weights_fp32_bytes`` (or None)."""
+def probe(repo_id: str, revision: str | None, backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
+    """The answer to ``probe``: ``revision``, ``files``, ``weights_fp32_bytes`` and
+    ``copied_fp32_bytes`` (the fp32 sizes, None when a header cannot be read)."""
     from huggingface_hub import HfApi
     from huggingface_hub.utils import filter_repo_objects
 
+    spec = backend_spec(backend)
     api = HfApi()
     info = api.model_info(repo_id, revision=revision, files_metadata=True, timeout=60)
     siblings = list(
         filter_repo_objects(
-            info.siblings or [], allow_patterns=list(ALLOW_PATTERNS), key=lambda s: s.rfilename
+            info.siblings or [],
+            allow_patterns=list(spec.allow_patterns),
+            key=lambda s: s.rfilename,
         )
     )
     files = [
@@ -50,13 +58,21 @@ def probe(repo_id: str, revision: str | None) -> dict[str, Any]:
         }
         for s in siblings
     ]
-    fp32 = _fp32_bytes(api, repo_id, info.sha, [s.rfilename for s in siblings])
-    return {"revision": info.sha, "files": files, "weights_fp32_bytes": fp32}
+    fp32, copied = _fp32_bytes(api, repo_id, info.sha, [s.rfilename for s in siblings], spec)
+    return {
+        "revision": info.sha,
+        "files": files,
+        "weights_fp32_bytes": fp32,
+        "copied_fp32_bytes": copied,
+    }
 
 
-def _fp32_bytes(api: Any, repo_id: str, commit: str | None, names: list[str]) -> int | None:
-    """4 bytes per parameter of the safetensors files; None when a header cannot be read."""
-    total = 0
+def _fp32_bytes(
+    api: Any, repo_id: str, commit: str | None, names: list[str], spec: BackendSpec
+) -> tuple[int | None, int | None]:
+    """4 bytes per parameter of the safetensors files, and of the tensors the export copies;
+    (None, None) when a header cannot be read."""
+    total = copied = 0
     for name in names:
         if not name.endswith(".safetensors"):
             continue
@@ -64,12 +80,17 @@ def _fp32_bytes(api: Any, repo_id: str, commit: str | None, names: list[str]) ->
             meta = api.parse_safetensors_file_metadata(repo_id, name, revision=commit)
         except Exception as exc:  # noqa: BLE001 - the estimate falls back to the file sizes
             print(f"cannot read the header of {name}: {exc}", file=sys.stderr)
-            return None
+            return None, None
         total += 4 * sum(t.parameter_count for t in meta.tensors.values())
-    return total
+        for file, tensor in spec.copied_tensors:
+            if file == name and tensor in meta.tensors:
+                copied += 4 * meta.tensors[tensor].parameter_count
+    return total, copied
 
 
-def download(repo_id: str, revision: str, local_dir: str) -> dict[str, Any]:
+def download(
+    repo_id: str, revision: str, local_dir: str, backend: str = DEFAULT_BACKEND
+) -> dict[str, Any]:
     """The answer to ``download`` (nothing but ``ok``): the files are in ``local_dir``."""
     from huggingface_hub import snapshot_download
 
@@ -77,7 +98,7 @@ def download(repo_id: str, revision: str, local_dir: str) -> dict[str, Any]:
         repo_id,
         revision=revision,
         local_dir=local_dir,
-        allow_patterns=list(ALLOW_PATTERNS),
+        allow_patterns=list(backend_spec(backend).allow_patterns),
         max_workers=4,
     )
     return {}
@@ -150,10 +171,12 @@ def main(argv: list[str]) -> int:
     probe_cmd = sub.add_parser("probe")
     probe_cmd.add_argument("repo_id")
     probe_cmd.add_argument("--revision", default=None)
+    probe_cmd.add_argument("--backend", default=DEFAULT_BACKEND)
     fetch_cmd = sub.add_parser("download")
     fetch_cmd.add_argument("repo_id")
     fetch_cmd.add_argument("revision")
     fetch_cmd.add_argument("local_dir")
+    fetch_cmd.add_argument("--backend", default=DEFAULT_BACKEND)
     lora_probe_cmd = sub.add_parser("lora-probe")
     lora_probe_cmd.add_argument("repo_id")
     lora_cmd = sub.add_parser("lora-download")
@@ -164,13 +187,13 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         if args.command == "probe":
-            answer = probe(args.repo_id, args.revision)
+            answer = probe(args.repo_id, args.revision, args.backend)
         elif args.command == "lora-probe":
             answer = lora_probe(args.repo_id)
         elif args.command == "lora-download":
             answer = lora_download(args.repo_id, args.revision, args.local_dir)
         else:
-            answer = download(args.repo_id, args.revision, args.local_dir)
+            answer = download(args.repo_id, args.revision, args.local_dir, args.backend)
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as JSON
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)  # the whole story, for the log
         print(json.dumps({"ok": False, "error": readable_error(exc)}))

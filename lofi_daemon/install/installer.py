@@ -1,4 +1,8 @@
-"""Install the ACE-Step v1 backend: download the checkpoint, export it to ONNX, verify, install.
+"""Install a backend: download the checkpoint, export it to ONNX, verify, install.
+
+The backend (``ace-step`` or ``ace-step-1.5``, :mod:`.backend_spec`) decides the hub repository,
+the files fetched and the manifest checked; each installs into its own model directory, so
+both can be installed side by side.
 
 :func:`run_install` is the whole job, in this order: lock the model directory
 (:mod:`.lock`), leave a verified installation alone (:mod:`.verify`), check the export extra
@@ -13,6 +17,7 @@ It is safe to call from a worker thread: progress goes to a callback, a
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -26,12 +31,14 @@ from lofi_daemon.install.consent import ConfirmFn, ask_consent
 from lofi_daemon.install.download import download
 from lofi_daemon.install.export_step import export_checkpoint
 from lofi_daemon.install.extra import INSTALL_HINT, missing_packages
+from lofi_daemon.install.installed import ModelManifest, load_model_manifest, manifest_backend
 from lofi_daemon.install.lock import install_lock
 from lofi_daemon.install.options import REPO_ID, InstallOptions
 from lofi_daemon.install.plan import InstallPlan, check_disk_space, log_plan, plan_install
 from lofi_daemon.install.progress import ProgressFn, Reporter, check_cancel
 from lofi_daemon.install.verify import installed_manifest, same_checkpoint, verify_staged
-from lofi_daemon.model.manifest import MANIFEST_NAME, Manifest, load_manifest
+from lofi_daemon.model.backends import BACKENDS
+from lofi_daemon.model.manifest import MANIFEST_NAME
 
 __all__ = ["REPO_ID", "InstallResult", "run_install"]
 
@@ -111,12 +118,12 @@ def run_install(
             kept = options.download_dir if options.keep_download else None
             if kept is None:
                 fsutil.remove_tree(options.download_dir)
-    log.info("ACE-Step installed at %s (%s)", models_dir, manifest.model_version)
+    log.info("%s installed at %s (%s)", options.spec.title, models_dir, manifest.model_version)
     elapsed = time.monotonic() - started
     return InstallResult(models_dir, manifest.model_version, False, fetched, kept, elapsed)
 
 
-def _current_installation(options: InstallOptions, report: Reporter) -> Manifest | None:
+def _current_installation(options: InstallOptions, report: Reporter) -> ModelManifest | None:
     """The verified installation to leave alone, or None when the setup has work to do.
 
     From the hub, any verified installation will do. From a local checkpoint, only one exported
@@ -124,15 +131,24 @@ def _current_installation(options: InstallOptions, report: Reporter) -> Manifest
     """
     if options.checkpoint is not None:
         try:
-            recorded = load_manifest(options.models_dir).raw["source"]["files"]
+            raw = load_model_manifest(options.models_dir, options.backend).raw
         except LofiError:
             return None
-        if not same_checkpoint(options.checkpoint, recorded):
+        source = raw.get("source")
+        recorded = source.get("files") if isinstance(source, dict) else None
+        if recorded is None:  # the export did not record its checkpoint: export again
             return None
-    existing = installed_manifest(options.models_dir, report)
+        if not same_checkpoint(options.checkpoint, recorded, options.spec.allow_patterns):
+            return None
+    existing = installed_manifest(options.models_dir, report, options.backend)
     if existing is not None:
         where = f" from {options.checkpoint}" if options.checkpoint is not None else ""
-        log.info("ACE-Step is already installed%s and verified at %s", where, options.models_dir)
+        log.info(
+            "%s is already installed%s and verified at %s",
+            options.spec.title,
+            where,
+            options.models_dir,
+        )
     return existing
 
 
@@ -142,7 +158,7 @@ def _export_verify_install(
     report: Reporter,
     cancel: threading.Event,
     lock_fd: int,
-) -> Manifest:
+) -> ModelManifest:
     """Export into the staging folder, verify there, then move it into place."""
     staging = options.staging_dir
     fsutil.remove_tree(staging)  # what an interrupted run left: the export restarts
@@ -155,12 +171,13 @@ def _export_verify_install(
         fsutil.replace_dir(staged, options.models_dir)
     finally:
         fsutil.remove_tree(staging)
-    return load_manifest(options.models_dir)
+    return load_model_manifest(options.models_dir, options.backend)
 
 
 def _preflight(options: InstallOptions) -> None:
-    """Refuse early: a folder that is not ours, or the export extra missing."""
-    _check_replaceable(options.models_dir)
+    """Refuse early: a folder that is not ours (or another backend's), or the export extra
+    missing."""
+    _check_replaceable(options.models_dir, options.backend)
     missing = missing_packages(download=options.checkpoint is None)
     if missing:
         raise LofiError(
@@ -171,16 +188,36 @@ def _preflight(options: InstallOptions) -> None:
         )
 
 
-def _check_replaceable(models_dir: Path) -> None:
-    """Refuse to replace a folder that is not a (possibly broken) lofi.nvim model directory."""
+def _check_replaceable(models_dir: Path, backend: str) -> None:
+    """Refuse to replace a folder that is not a (possibly broken) lofi.nvim model directory of
+    ``backend``: another backend's models stay where they are."""
     if not models_dir.exists():
         return
-    if models_dir.is_dir() and (
-        (models_dir / MANIFEST_NAME).exists() or not any(models_dir.iterdir())
-    ):
+    env_var = BACKENDS[backend].env_var
+    if models_dir.is_dir() and (models_dir / MANIFEST_NAME).exists():
+        other = _installed_backend(models_dir)
+        if other is None or other == backend:
+            return
+        raise LofiError(
+            errors.SETUP_FAILED,
+            f"{models_dir} holds the {other} models; setup of {backend} will not replace them",
+            remedy=f"Install {backend} into its own folder: leave out --models (or ${env_var}), "
+            "or choose a new or empty folder.",
+        )
+    if models_dir.is_dir() and not any(models_dir.iterdir()):
         return
     raise LofiError(
         errors.SETUP_FAILED,
         f"{models_dir} exists and is not a lofi.nvim model directory; setup will not replace it",
-        remedy="Choose a new or empty folder with --models DIR (or $LOFI_MODELS_DIR).",
+        remedy=f"Choose a new or empty folder with --models DIR (or ${env_var}).",
     )
+
+
+def _installed_backend(models_dir: Path) -> str | None:
+    """The backend named by the manifest in ``models_dir``; None when it cannot be read (a
+    broken installation, which setup may repair)."""
+    try:
+        raw = json.loads((models_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return manifest_backend(raw) if isinstance(raw, dict) else None

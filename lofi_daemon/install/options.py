@@ -22,24 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from lofi_daemon.model import layout
+from lofi_daemon.install.backend_spec import V1_SPEC, BackendSpec, backend_spec
+from lofi_daemon.model.backends import DEFAULT_BACKEND
 from lofi_daemon.paths import default_models_dir
 
-REPO_ID: Final = layout.REPO_ID
+REPO_ID: Final = V1_SPEC.repo_id
 DEFAULT_ENDPOINT: Final = "https://huggingface.co"
 
-#: The files the export needs: config and weights of the four components, the UMT5 tokenizer.
-ALLOW_PATTERNS: Final = tuple(
-    [f"{c.folder}/config.json" for c in layout.COMPONENTS]
-    + [f"{c.folder}/{c.weights}" for c in layout.COMPONENTS]
-    + [f"{layout.TEXT_ENCODER.folder}/{name}" for name in layout.TOKENIZER_FILES]
-)
-#: Without these a checkpoint folder (or a hub revision) cannot be exported.
-REQUIRED_FILES: Final = tuple(
-    [f"{c.folder}/config.json" for c in layout.COMPONENTS]
-    + [f"{c.folder}/{c.weights}" for c in layout.COMPONENTS]
-    + [f"{layout.TEXT_ENCODER.folder}/tokenizer.json"]
-)
+#: The v1 files the export needs: config and weights of the four components, the UMT5 tokenizer
+#: (each backend's own lists are in :mod:`.backend_spec`).
+ALLOW_PATTERNS: Final = V1_SPEC.allow_patterns
+#: Without these a v1 checkpoint folder (or a hub revision) cannot be exported.
+REQUIRED_FILES: Final = V1_SPEC.required_files
 
 
 @dataclass(frozen=True)
@@ -47,18 +41,20 @@ class InstallOptions:
     """What to install and where.
 
     Attributes:
-        models_dir: the model directory to create or replace.
+        models_dir: the model directory to create or replace (the backend's own directory:
+            ``lofi_daemon.model.backends.backend_models_dir``).
         checkpoint: a local checkpoint folder (official layout); ``None`` downloads ``repo_id``.
         assume_yes: consent to the download without asking (``--yes``).
         force: reinstall from the hub even when a valid installation is present.
         keep_download: keep ``<models>.download/`` after a successful install.
-        repo_id: the hub repository.
+        repo_id: the hub repository (default: the backend's).
         revision: a branch, tag or commit of ``repo_id`` (default: the main branch).
         endpoint: the hub's URL (default: ``$HF_ENDPOINT``, else huggingface.co).
         exporter: the command that runs ``lofi-export`` (default: this interpreter's
             ``-m lofi_export``); it is given
             ``--log-level INFO onnx CHECKPOINT OUT --force --progress json`` and must report its
             progress as :mod:`lofi_daemon.install.export_step` describes.
+        backend: the backend to install (``ace-step`` or ``ace-step-1.5``).
     """
 
     models_dir: Path = field(default_factory=default_models_dir)
@@ -66,10 +62,20 @@ class InstallOptions:
     assume_yes: bool = False
     force: bool = False
     keep_download: bool = False
-    repo_id: str = REPO_ID
+    repo_id: str = ""
     revision: str | None = None
     endpoint: str | None = None
     exporter: tuple[str, ...] | None = None
+    backend: str = DEFAULT_BACKEND
+
+    def __post_init__(self) -> None:
+        spec = backend_spec(self.backend)  # refuses an unknown backend
+        if not self.repo_id:
+            object.__setattr__(self, "repo_id", spec.repo_id)
+
+    @property
+    def spec(self) -> BackendSpec:
+        return backend_spec(self.backend)
 
     @property
     def download_dir(self) -> Path:

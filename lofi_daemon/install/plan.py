@@ -22,14 +22,15 @@ from typing import Any, Final
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.install.child import revision_args, run_hub
-from lofi_daemon.install.options import REPO_ID, REQUIRED_FILES, InstallOptions
+from lofi_daemon.install.options import InstallOptions
 from lofi_daemon.install.progress import format_bytes
-from lofi_daemon.model import layout
+from lofi_daemon.model.backends import BACKENDS
 
 log = logging.getLogger(__name__)
 
 #: The export stores every weight as fp32 (the tiny checkpoint's graphs hold 96 % of its fp32
-#: bytes); allow for the graph protobufs, the tokenizer and the mel tables on top.
+#: bytes), plus the tensors a backend copies into fp32 arrays (1.5: ``embed_tokens.npy``); allow
+#: for the graph protobufs, the tokenizer and the mel tables or silence latent on top.
 EXPORT_MARGIN: Final = 1.05
 EXPORT_OVERHEAD_BYTES: Final = 256 << 20
 #: A safetensors header larger than this is not believed (the safetensors library refuses
@@ -38,6 +39,11 @@ MAX_HEADER_BYTES: Final = 100 << 20
 INSTALL_DIR_REMEDY: Final = (
     "Free some disk space, or install elsewhere with --models DIR (or $LOFI_MODELS_DIR)."
 )
+
+
+def install_dir_remedy(backend: str) -> str:
+    env_var = BACKENDS[backend].env_var
+    return INSTALL_DIR_REMEDY.replace("$LOFI_MODELS_DIR", f"${env_var}")
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,12 @@ def plan_install(options: InstallOptions, cancel: threading.Event | None = None)
     """
     if options.checkpoint is not None:
         return plan_local(options, options.checkpoint)
-    args = ["probe", options.repo_id, *revision_args(options.revision)]
+    spec = options.spec
+    args = ["probe", options.repo_id, *revision_args(options.revision), "--backend", spec.name]
     probe = run_hub(options, args, cancel=cancel)
     files = tuple(RemoteFile(**f) for f in probe["files"])
     present = {f.path for f in files}
-    missing = [name for name in REQUIRED_FILES if name not in present]
+    missing = [name for name in spec.required_files if name not in present]
     if missing:
         raise LofiError(
             errors.MODEL_DOWNLOAD_FAILED,
@@ -106,8 +113,12 @@ def plan_install(options: InstallOptions, cancel: threading.Event | None = None)
             remedy="Check --revision and the hub repository; lofi.nvim needs the official layout.",
         )
     fp32 = probe.get("weights_fp32_bytes")
+    copied = probe.get("copied_fp32_bytes") or 0
     if fp32 is None:  # headers unreadable: assume 16-bit weights, the largest fp32 growth
         fp32 = 2 * sum(f.size for f in files if f.path.endswith(".safetensors"))
+        # ... and a copied tensor as large as its whole file
+        holders = {file for file, _ in spec.copied_tensors}
+        copied = 2 * sum(f.size for f in files if f.path in holders)
     return InstallPlan(
         source="hub",
         repo_id=options.repo_id,
@@ -117,20 +128,22 @@ def plan_install(options: InstallOptions, cancel: threading.Event | None = None)
         files=files,
         download_bytes=sum(f.size for f in files),
         downloaded_bytes=bytes_on_disk(options.download_dir, files),
-        export_bytes=export_estimate(int(fp32)),
+        export_bytes=export_estimate(int(fp32), int(copied)),
     )
 
 
 def plan_local(options: InstallOptions, root: Path) -> InstallPlan:
     """The plan for exporting the checkpoint folder ``root`` (nothing to download)."""
-    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    spec = options.spec
+    missing = [name for name in spec.required_files if not (root / name).is_file()]
     if missing:
         raise LofiError(
             errors.SETUP_FAILED,
-            f"{root} is not an ACE-Step v1 checkpoint (missing {', '.join(missing)})",
-            remedy=f"Point --checkpoint at a folder with the four sub-folders of {REPO_ID}.",
+            f"{root} is not an {spec.title} checkpoint (missing {', '.join(missing)})",
+            remedy=spec.checkpoint_remedy(),
         )
-    fp32 = sum(safetensors_fp32_bytes(root / f"{c.folder}/{c.weights}") for c in layout.COMPONENTS)
+    fp32 = sum(safetensors_fp32_bytes(root / name) for name in spec.weights)
+    copied = sum(tensor_fp32_bytes(root / file, tensor) for file, tensor in spec.copied_tensors)
     return InstallPlan(
         source="local",
         repo_id=options.repo_id,
@@ -140,12 +153,12 @@ def plan_local(options: InstallOptions, root: Path) -> InstallPlan:
         files=(),
         download_bytes=0,
         downloaded_bytes=0,
-        export_bytes=export_estimate(fp32),
+        export_bytes=export_estimate(fp32, copied),
     )
 
 
-def safetensors_fp32_bytes(path: Path) -> int:
-    """The bytes of a safetensors file's tensors once stored as fp32 (read from its header).
+def _fp32_sizes(path: Path) -> dict[str, int]:
+    """The bytes of each tensor of a safetensors file once stored as fp32 (read from its header).
 
     The file starts with the header's length (little-endian u64), then the header: JSON mapping
     each tensor name to its dtype, shape and offsets, plus an optional ``__metadata__`` entry.
@@ -156,12 +169,12 @@ def safetensors_fp32_bytes(path: Path) -> int:
             if length > MAX_HEADER_BYTES:
                 raise ValueError(f"header of {length} bytes")
             header = json.loads(handle.read(length))
-        return 4 * sum(
-            math.prod(int(d) for d in tensor["shape"])
+        return {
+            key: 4 * math.prod(int(d) for d in tensor["shape"])
             for key, tensor in header.items()
             if key != "__metadata__"
-        )
-    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
         raise LofiError(
             errors.SETUP_FAILED,
             f"{path}: not a readable safetensors file ({exc})",
@@ -169,9 +182,20 @@ def safetensors_fp32_bytes(path: Path) -> int:
         ) from exc
 
 
-def export_estimate(fp32_bytes: int) -> int:
-    """The disk the ONNX export of ``fp32_bytes`` of weights needs."""
-    return int(fp32_bytes * EXPORT_MARGIN) + EXPORT_OVERHEAD_BYTES
+def safetensors_fp32_bytes(path: Path) -> int:
+    """The bytes of a safetensors file's tensors once stored as fp32 (read from its header)."""
+    return sum(_fp32_sizes(path).values())
+
+
+def tensor_fp32_bytes(path: Path, tensor: str) -> int:
+    """The fp32 bytes of one tensor of a safetensors file (0 when the file lacks it)."""
+    return _fp32_sizes(path).get(tensor, 0)
+
+
+def export_estimate(fp32_bytes: int, copied_bytes: int = 0) -> int:
+    """The disk the ONNX export of ``fp32_bytes`` of weights needs, plus ``copied_bytes`` of
+    tensors it also writes as fp32 arrays."""
+    return int(fp32_bytes * EXPORT_MARGIN) + copied_bytes + EXPORT_OVERHEAD_BYTES
 
 
 def has_size(path: Path, size: int) -> bool:
@@ -228,7 +252,7 @@ def check_disk_space(plan: InstallPlan, options: InstallOptions) -> None:
                 errors.SETUP_FAILED,
                 f"not enough free disk space on {where}: the setup needs {format_bytes(total)} "
                 f"({' + '.join(parts)}), {format_bytes(free)} is free",
-                remedy=INSTALL_DIR_REMEDY,
+                remedy=install_dir_remedy(options.backend),
                 data={"needed_bytes": total, "free_bytes": free, "path": str(where)},
             )
 

@@ -163,6 +163,12 @@ def run_variant_install(
     cancel = cancel or threading.Event()
     report = Reporter(progress)
     base_opts = options.base
+    if not base_opts.spec.lora:
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"--lora is an option of ace-step (v1) only; {base_opts.backend} has no LoRA variants",
+            remedy=f"Leave out --lora, --lora-weight and --lora-name for {base_opts.backend}.",
+        )
     name = check_variant_name(options.name or default_name(options.lora))
     if not -1e3 < options.weight < 1e3:  # also refuses NaN
         raise LofiError(

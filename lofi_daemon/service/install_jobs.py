@@ -7,6 +7,10 @@ setup ends with exactly one terminal notification: ``setup_complete``, ``setup_e
 it; nothing was downloaded). See docs/protocol.md.
 
 The protocol keeps the name ``setup`` (``:Lofi setup``); inside the code it is an install.
+
+Each backend installs into its own model directory (``backend_models_dir(backend, models_dir)``,
+``models_dir`` being the daemon's v1 directory), so a 1.5 setup never touches the v1 models; after
+a successful install ``on_installed(backend)`` lets the daemon reload that backend's engine.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from lofi_daemon.install.installer import run_install
 from lofi_daemon.install.options import InstallOptions
 from lofi_daemon.install.plan import InstallPlan, existing_ancestor
 from lofi_daemon.install.progress import format_bytes
+from lofi_daemon.model.backends import backend_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,8 @@ SETUP_PROGRESS_INTERVAL_SEC: Final = 0.5
 SETUP_PROGRESS_STEP_PERCENT: Final = 1.0
 
 Emit = Callable[[str, dict[str, Any]], Any]
+#: Called with the backend's name after its models were installed.
+OnInstalled = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -84,10 +91,12 @@ class InstallRunner:
     """Runs at most one installation (a ``setup`` request) at a time on a worker thread.
 
     Args:
-        models_dir: the daemon's model directory (the one setup installs into).
+        models_dir: the daemon's (v1) model directory; v1 installs there, every other backend
+            into :func:`~lofi_daemon.model.backends.backend_models_dir` of it.
         emit: sends a notification (``emit(method, params)``); called from the worker thread.
-        on_installed: called on the worker thread after a successful install, before
-            ``setup_complete`` is sent (the daemon makes the engine reload its models there).
+        on_installed: ``on_installed(backend)``, called on the worker thread after a successful
+            install, before ``setup_complete`` is sent (the daemon makes that backend's engine
+            reload its models there).
         options: extra :class:`InstallOptions` fields for every run (tests use ``exporter``).
     """
 
@@ -95,7 +104,7 @@ class InstallRunner:
         self,
         models_dir: Path,
         emit: Emit,
-        on_installed: Callable[[], None],
+        on_installed: OnInstalled,
         *,
         interval_sec: float = SETUP_PROGRESS_INTERVAL_SEC,
         step_percent: float = SETUP_PROGRESS_STEP_PERCENT,
@@ -184,18 +193,22 @@ class InstallRunner:
 
     # -- worker --------------------------------------------------------------------------------
 
+    def models_dir_of(self, backend: str) -> Path:
+        """Where ``setup`` of ``backend`` installs."""
+        return backend_models_dir(backend, self.models_dir)
+
     def _options(self, request: InstallRequest) -> InstallOptions:
         return InstallOptions(
-            models_dir=self.models_dir,
+            models_dir=self.models_dir_of(request.backend),
             checkpoint=request.checkpoint,
             assume_yes=request.confirm,
             force=request.force,
+            backend=request.backend,
             **self._extra_options,
         )
 
     def _work(self, request: InstallRequest, cancel: threading.Event) -> None:
         backend = request.backend
-        options = self._options(request)
         throttle = PhaseThrottle(self._interval, self._step)
         asked: dict[str, Any] = {}
 
@@ -206,10 +219,11 @@ class InstallRunner:
             asked.update(self._confirm_payload(backend, options, plan))
             return False  # the client agrees by sending setup again with confirm: true
 
-        log.info("setup of %s into %s started", backend, self.models_dir)
         try:
+            options = self._options(request)
+            log.info("setup of %s into %s started", backend, options.models_dir)
             result = run_install(options, progress=progress, cancel=cancel, confirm=confirm)
-            self._on_installed()
+            self._on_installed(backend)
         except CancelledError:
             log.info("setup cancelled")
             self._finish("setup_cancelled", {"backend": backend})
@@ -277,7 +291,7 @@ class InstallRunner:
         """The ``setup_confirm`` params, from the plan ``run_install`` asks about."""
         remaining_bytes = plan.remaining_bytes
         download_bytes, export_bytes = plan.download_bytes, plan.export_bytes
-        free = _free_bytes(self.models_dir.parent)
+        free = _free_bytes(options.models_dir.parent)
         parts = [f"download {format_bytes(remaining_bytes)} from {options.hub_url()}"]
         if download_bytes != remaining_bytes:
             parts.append(f"(of {format_bytes(download_bytes)})")
@@ -291,7 +305,7 @@ class InstallRunner:
             "download_bytes": download_bytes,
             "export_bytes": export_bytes,
             "free_bytes": free,
-            "models_dir": str(self.models_dir),
+            "models_dir": str(options.models_dir),
             "message": message + ".",
         }
 

@@ -36,6 +36,7 @@ from lofi_daemon.errors import LofiError
 from lofi_daemon.install.installer import run_install
 from lofi_daemon.install.options import REPO_ID, InstallOptions
 from lofi_daemon.install.verify import verify_installation
+from lofi_daemon.model.manifest import Manifest
 
 
 def test_setup_from_local_checkpoint_then_generate(
@@ -43,6 +44,7 @@ def test_setup_from_local_checkpoint_then_generate(
 ) -> None:
     models, stderr = installed
     manifest = verify_installation(models)
+    assert isinstance(manifest, Manifest)
     assert set(manifest.graphs) >= {"text_encoder", "denoiser", "vocoder"}
     assert leftovers(models) == set()
     assert "[export] 100.0%" in stderr and "(6/6)" in stderr
