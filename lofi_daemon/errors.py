@@ -116,8 +116,8 @@ ERROR_TABLE: Final[tuple[ErrorInfo, ...]] = (
     ErrorInfo(
         INVALID_DURATION,
         "INVALID_DURATION",
-        "The duration is outside 5-240 seconds.",
-        "Ask for a duration between 5 and 240 seconds.",
+        "The duration is outside the backend's range.",
+        "Ask for 5-240 seconds on ace-step, 5-600 seconds on ace-step-1.5.",
     ),
     ErrorInfo(
         INVALID_PROMPT,
@@ -129,7 +129,7 @@ ERROR_TABLE: Final[tuple[ErrorInfo, ...]] = (
         INVALID_BACKEND,
         "INVALID_BACKEND",
         "The backend name is unknown.",
-        'Use the backend "ace-step".',
+        'Use the backend "ace-step" or "ace-step-1.5".',
     ),
     ErrorInfo(
         BACKEND_NOT_INSTALLED,

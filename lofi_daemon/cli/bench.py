@@ -4,7 +4,8 @@
 task over a grid of source lengths and extension lengths: the cost of encoding each source (audio
 → DCAE latents, what a cached track's saved latents spare) and the cost of one denoising step,
 which grows with the whole extended length (source + extension). ``--radio N`` times the radio's
-segments (:mod:`lofi_daemon.cli.bench_radio`). The report is one JSON object on stdout (a table or
+segments (:mod:`lofi_daemon.cli.bench_radio`). ``--backend NAME`` (repeatable) times backends side
+by side (:mod:`lofi_daemon.cli.bench_backends`). The report is one JSON object on stdout (a table or
 a summary also goes to stderr, for reading).
 """
 
@@ -22,6 +23,7 @@ from typing import Any, Final
 import numpy as np
 
 from lofi_daemon import errors
+from lofi_daemon.cli.bench_backends import add_backend_bench_arguments, bench_backends
 from lofi_daemon.cli.bench_radio import add_radio_arguments, bench_radio, check_radio_args
 from lofi_daemon.cli.generate import add_engine_arguments
 from lofi_daemon.errors import LofiError
@@ -67,7 +69,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "cost over --sources x --extensions (default: text2music)",
     )
     p.add_argument("--duration", type=float, default=30.0, help="text2music: length in seconds")
-    p.add_argument("--steps", type=int, default=27, help="denoising steps")
+    p.add_argument(
+        "--steps", type=int, default=27, help="denoising steps (ace-step-1.5 always runs 8)"
+    )
     p.add_argument(
         "--scheduler", default="euler", choices=SCHEDULERS, help="sampler (default: euler)"
     )
@@ -92,6 +96,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--keep-loaded", action="store_true", help="keep the denoiser loaded")
     add_radio_arguments(p)
+    add_backend_bench_arguments(p)
     add_engine_arguments(p)
 
 
@@ -119,6 +124,9 @@ def run_bench(args: argparse.Namespace) -> int:
             errors.INVALID_PARAMETER,
             f"bench times --task {' or '.join(BENCH_TASKS)}, not {args.task!r}",
         )
+    if args.backend:
+        print(json.dumps(bench_backends(args), indent=2))
+        return 0
     radio = check_radio_args(args)
     extend = args.task == "extend"
     if extend:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from lofi_daemon import errors
+from lofi_daemon.cli.generate_args import add_backend_arguments, resolve_backend, turbo_fields
 from lofi_daemon.cli.output import check_output_path, is_lofi_sidecar, output_format, sidecar_path
 from lofi_daemon.cli.task_args import (
     SourceFile,
@@ -22,7 +23,7 @@ from lofi_daemon.cli.task_args import (
 )
 from lofi_daemon.errors import LofiError
 from lofi_daemon.fsutil import write_json_atomic
-from lofi_daemon.paths import default_models_dir
+from lofi_daemon.model.backends import TURBO
 from lofi_daemon.pipeline.engine import Engine, GenerationResult
 from lofi_daemon.pipeline.params import CFG_TYPES, FORMATS, SCHEDULERS, GenerationParams
 from lofi_daemon.pipeline.progress import Progress
@@ -54,7 +55,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="model directory (default: $LOFI_MODELS_DIR or the user cache)",
+        help="model directory of the backend (default: its folder: $LOFI_MODELS_DIR or the "
+        "user cache for ace-step, the ace-step-1.5 folder beside it for ace-step-1.5)",
     )
     parser.add_argument(
         "--provider",
@@ -78,6 +80,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=DefaultsHelp,
     )
     p.add_argument("prompt", help="what to play, e.g. 'lofi hip hop, mellow rhodes, 80 bpm'")
+    add_backend_arguments(p)
     add_task_arguments(p)
     p.add_argument("--steps", type=int, default=27, help="denoising steps")
     p.add_argument(
@@ -113,7 +116,8 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="NPY",
-        help="start from this .npy of shape [1, 8, 16, T] instead of seeded noise",
+        help="start from this .npy instead of seeded noise: shape [1, 8, 16, T] (ace-step) or "
+        "[1, T, C] (ace-step-1.5)",
     )
     p.add_argument(
         "--variant",
@@ -141,10 +145,12 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     add_engine_arguments(p)
 
 
-def _params(args: argparse.Namespace, seed: int) -> GenerationParams:
+def _params(args: argparse.Namespace, seed: int, backend: str) -> GenerationParams:
     return GenerationParams.from_dict(
         {
             **task_fields(args),
+            **turbo_fields(args),
+            "backend": backend,
             "prompt": args.prompt,
             "seed": seed,
             "infer_steps": args.steps,
@@ -193,24 +199,37 @@ class ProgressBar:
 def run_generate(args: argparse.Namespace) -> int:
     check_task_flags(args)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
-    params = _params(args, seed)
+    backend, models_dir = resolve_backend(args.backend, args.models)
+    params = _params(args, seed, backend)
+    if backend == TURBO.name and args.variant is not None:
+        raise LofiError(
+            errors.INVALID_PARAMETER, f"--variant is not available on the backend {backend}"
+        )
     noise = load_noise(args.initial_noise, "--initial-noise")
     retake_noise = load_noise(args.retake_noise, "--retake-noise")
     source = source_file(args)  # checked before any model is loaded
     output = args.output or Path(f"lofi-{seed}.{params.format}")
-    models_dir = args.models or default_models_dir()
     check_output_path(output, models_dir)  # before any model time is spent
-    engine = Engine(
-        variant_models_dir(models_dir, args.variant), provider=args.provider, threads=args.threads
-    )
-    result = engine.generate(
-        params,
-        output,
-        progress=ProgressBar(not args.no_progress),
-        initial_noise=noise,
-        retake_noise=retake_noise,
-        source=source_audio(source),
-    )
+    progress = ProgressBar(not args.no_progress)
+    if backend == TURBO.name:
+        from lofi_daemon.turbo.engine import TurboEngine  # ONNX Runtime loads on first use
+
+        turbo = TurboEngine(models_dir, provider=args.provider, threads=args.threads)
+        result = turbo.generate(params, output, progress=progress, initial_noise=noise)
+    else:
+        engine = Engine(
+            variant_models_dir(models_dir, args.variant),
+            provider=args.provider,
+            threads=args.threads,
+        )
+        result = engine.generate(
+            params,
+            output,
+            progress=progress,
+            initial_noise=noise,
+            retake_noise=retake_noise,
+            source=source_audio(source),
+        )
     write_sidecar(result, source=source, variant=args.variant)
     LOG.info(
         "wrote %s (%.2f s, seed %d, %s)",
@@ -234,7 +253,8 @@ def write_sidecar(
 ) -> Path:
     """Write ``<audio>.json`` beside the track; without it the audio file is removed too.
 
-    The sidecar is the result's own (resolved parameters included) plus ``source`` (the path and
+    The sidecar is the result's own (resolved parameters included) plus the ``backend`` and
+    ``source`` (the path and
     SHA-256 of the source audio) and ``variant`` when the task had them. A ``.json`` there that
     is not a lofi sidecar (it appeared during the generation) is kept.
     """
@@ -248,6 +268,7 @@ def write_sidecar(
         )
     try:
         meta = result.sidecar()
+        meta["backend"] = result.params.backend
         if source is not None:
             meta["source"] = source.record()
         if variant is not None:

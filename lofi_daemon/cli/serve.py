@@ -24,6 +24,7 @@ from typing import BinaryIO, Final
 
 from lofi_daemon import __version__
 from lofi_daemon.errors import LofiError
+from lofi_daemon.model.backends import NAMES
 from lofi_daemon.paths import default_cache_dir, default_log_dir, default_models_dir
 from lofi_daemon.service.cache import DEFAULT_MAX_BYTES, TrackCache
 from lofi_daemon.service.jobs import DEFAULT_QUEUE_LIMIT, GenerationEngine
@@ -56,6 +57,7 @@ class ServeConfig:
     log_level: str = DEFAULT_LOG_LEVEL
     log_stderr: bool = False
     log_file: Path | None = None
+    backend: str | None = None  # generate's default backend (None: the only installed one)
 
 
 EngineFactory = Callable[[ServeConfig], GenerationEngine]
@@ -156,6 +158,14 @@ def add_serve_arguments(
         help=f"track cache size cap in bytes (default: {DEFAULT_MAX_BYTES})",
     )
     parser.add_argument(
+        "--backend",
+        choices=NAMES,
+        default=None,
+        metavar="NAME",
+        help=f"backend of a generate that names none: {', '.join(NAMES)} (default: the only "
+        "installed one, else ace-step)",
+    )
+    parser.add_argument(
         "--keep-loaded",
         action="store_true",
         help="keep the model sessions loaded between generations",
@@ -191,6 +201,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         log_level=getattr(args, "log_level", DEFAULT_LOG_LEVEL),
         log_stderr=args.log_stderr,
         log_file=args.log_file,
+        backend=getattr(args, "backend", None),
     )
 
 
@@ -284,6 +295,7 @@ def run_serve(args: argparse.Namespace, *, engine_factory: EngineFactory | None 
         stdout=protocol_out,
         queue_limit=config.queue_limit,
         models_dir=config.models_dir,
+        backend=config.backend,
     )
     server.install_signal_handlers()
     try:

@@ -61,7 +61,8 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration",
         type=float,
         default=None,
-        help=f"length in seconds, 5-240 (text2music and retake; default: {DEFAULT_DURATION_SEC:g})",
+        help="length in seconds, 5-240 on ace-step, 5-600 on ace-step-1.5 (text2music and "
+        f"retake; default: {DEFAULT_DURATION_SEC:g})",
     )
     group = parser.add_argument_group("audio tasks")
     add = group.add_argument

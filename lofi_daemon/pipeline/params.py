@@ -9,6 +9,11 @@ The task fields follow upstream ``acestep/pipeline_ace_step.py: ACEStepPipeline.
 ``extend_left``/``extend_right`` seconds instead of upstream's negative ``repaint_start``.
 Checks that need the source audio (the region inside the source, the extended length) are the
 engine's, made before any model runs.
+
+``backend`` picks the model (``lofi_daemon.model.backends``); ACE-Step 1.5 turbo adds
+``lyrics``, ``vocal_language``, ``bpm``, ``keyscale``, ``time_signature`` and ``shift``
+(upstream ``GenerationParams`` in ``acestep/inference.py``). Which backend takes which field is
+:data:`BACKEND_FIELDS` (:mod:`lofi_daemon.pipeline.backend_params`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from typing import Any, Final, Literal
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.model import backends, turbo_layout
 from lofi_daemon.model.layout import SAMPLE_RATE_MODEL, SAMPLES_PER_LATENT_FRAME
+from lofi_daemon.pipeline.backend_params import (
+    TURBO,
+    backend_fields,
+    check_backend_fields,
+    check_backend_name,
+    check_turbo_fields,
+)
 
 Scheduler = Literal["euler", "heun", "pingpong"]
 CfgType = Literal["apg", "cfg", "cfg_star"]
@@ -103,6 +116,14 @@ class GenerationParams:
     edit_n_min: float = 0.0  # edit: first edited fraction of the steps
     edit_n_max: float = 1.0  # edit: end of the edited fraction of the steps
     edit_n_avg: int = 1  # edit: velocity samples averaged per edited step
+    backend: str = backends.DEFAULT_BACKEND  # lofi_daemon.model.backends.NAMES
+    # ACE-Step 1.5 only (backend_params.TURBO_FIELDS):
+    lyrics: str | None = None  # None: an instrumental ("[Instrumental]")
+    vocal_language: str = "unknown"  # upstream VALID_LANGUAGES
+    bpm: int | None = None  # None: N/A (the model decides)
+    keyscale: str | None = None  # e.g. "F# minor"; None: N/A
+    time_signature: int | None = None  # beats per bar: 2, 3, 4 or 6; None: N/A
+    shift: int = turbo_layout.DEFAULT_SHIFT  # which of the fixed 8-step schedules
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -139,6 +160,11 @@ class GenerationParams:
         """Whether the task draws the second noise from ``retake_seed``."""
         return self.task in RETAKE_TASKS
 
+    @property
+    def diffusion_steps(self) -> int:
+        """The denoising steps that run: ``infer_steps`` on v1, turbo's fixed 8 on 1.5."""
+        return turbo_layout.TURBO_STEPS if self.backend == TURBO else self.infer_steps
+
     def resolved(self) -> GenerationParams:
         """A copy with ``retake_variance`` set to the task default when it was not given."""
         if self.retake_variance is None and self.task in DEFAULT_RETAKE_VARIANCE:
@@ -146,8 +172,13 @@ class GenerationParams:
         return self
 
     def validate(self) -> None:
-        """Raise a :class:`LofiError` naming the first invalid parameter."""
+        """Raise a :class:`LofiError` naming the first invalid parameter.
+
+        Backend-aware: the backend must be known, the parameters it lacks must keep their
+        defaults, and the duration range is the backend's.
+        """
         _check_prompt("prompt", self.prompt)
+        info = backends.BACKENDS[check_backend_name(self.backend)]
         if self.task not in TASKS:
             raise LofiError(
                 errors.INVALID_PARAMETER,
@@ -160,12 +191,15 @@ class GenerationParams:
                 raise LofiError(
                     errors.INVALID_DURATION, f"duration_sec must be positive, got {duration:g}"
                 )
-        elif not MIN_DURATION_SEC <= duration <= MAX_DURATION_SEC:
+        elif not info.min_duration_sec <= duration <= info.max_duration_sec:
             raise LofiError(
                 errors.INVALID_DURATION,
-                f"duration_sec must be between {MIN_DURATION_SEC:g} and {MAX_DURATION_SEC:g}, "
-                f"got {duration:g}",
+                f"duration_sec must be between {info.min_duration_sec:g} and "
+                f"{info.max_duration_sec:g} on the backend {info.name}, got {duration:g}",
             )
+        check_backend_fields(self, _DEFAULTS, BACKEND_FIELDS)
+        if self.backend == TURBO:
+            check_turbo_fields(self)
         _check_seed("seed", self.seed)
         if not _is_int(self.infer_steps) or not MIN_STEPS <= self.infer_steps <= MAX_STEPS:
             raise LofiError(
@@ -215,6 +249,16 @@ class GenerationParams:
                 f"unknown wav_subtype {self.wav_subtype!r}; use one of {', '.join(WAV_SUBTYPES)}",
             )
         validate_task_fields(self)
+
+
+_DEFAULTS: Final = GenerationParams(prompt="-")
+BACKEND_FIELDS: Final = backend_fields(GenerationParams.field_names())
+"""Each parameter and the backends it may be changed from its default on."""
+
+
+def accepted_fields(backend: str) -> tuple[str, ...]:
+    """The parameters ``backend`` takes (``backends.list``'s ``params``)."""
+    return tuple(name for name, owners in BACKEND_FIELDS.items() if backend in owners)
 
 
 def _check_prompt(name: str, prompt: Any) -> None:
@@ -272,9 +316,8 @@ def validate_task_fields(params: GenerationParams) -> None:
     the source.
     """
     task = params.task
-    defaults = GenerationParams(prompt="-")
     for name, tasks in TASK_FIELDS.items():
-        if task not in tasks and getattr(params, name) != getattr(defaults, name):
+        if task not in tasks and getattr(params, name) != getattr(_DEFAULTS, name):
             raise LofiError(
                 errors.INVALID_PARAMETER,
                 f"{name} applies to the task(s) {', '.join(tasks)}, not {task}",

@@ -18,25 +18,20 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Final
 
 from lofi_daemon import __version__, errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.paths import BACKEND
-from lofi_daemon.pipeline.params import (
-    MAX_DURATION_SEC,
-    MAX_SEED,
-    MIN_DURATION_SEC,
-    GenerationParams,
-)
+from lofi_daemon.model.backends import V1
+from lofi_daemon.pipeline.params import MAX_SEED, GenerationParams
+from lofi_daemon.service.backend_engines import EXTRA_PARAMS, BackendEngines
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.install_jobs import SetupRunner
 from lofi_daemon.service.job_types import PRIORITIES, GenerationEngine, Job
 from lofi_daemon.service.jobs import JobRunner
 from lofi_daemon.service.method_params import (
-    check_backend,
     check_params,
+    metadata_fields,
     setup_request,
     track_id_param,
 )
@@ -49,8 +44,6 @@ from lofi_daemon.service.track_ids import track_id_for
 from lofi_daemon.service.variants import VariantEngines
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE: Final = 48000  # of every file written (pipeline/audio.py: SAMPLE_RATE_OUT)
 
 # JSON-RPC method name -> Handlers attribute.
 METHODS: Final = {
@@ -69,21 +62,30 @@ METHODS: Final = {
 DEPRECATED_METHODS: Final = {
     "get_backends": "backends.list",
 }
-# Not part of GenerationParams: the queue's, the source's (sources.py) and the LoRA variant.
-GENERATE_ONLY_PARAMS: Final = ("priority", "backend", *SOURCE_PARAMS, "variant")
+# Not part of GenerationParams: the queue's, the source's (sources.py), the LoRA variant and the
+# metadata object (method_params.metadata_fields); ``backend`` is resolved before.
+GENERATE_ONLY_PARAMS: Final = ("priority", "backend", *SOURCE_PARAMS, "variant", "metadata")
 
 
 # -- params ----------------------------------------------------------------------------------
 
 
-def generation_params(params: dict[str, Any]) -> GenerationParams:
-    """Validate the generation fields of a ``generate`` request (shared rules with the CLI).
+def generation_params(params: dict[str, Any], backend: str = V1.name) -> GenerationParams:
+    """Validate the generation fields of a ``generate`` request (shared rules with the CLI) for
+    the resolved ``backend``.
 
     A value of the wrong JSON type gets the same code as an out-of-range value of that
-    parameter (INVALID_DURATION for ``duration_sec``, ...); unknown names get INVALID_PARAMS.
+    parameter (INVALID_DURATION for ``duration_sec``, ...); unknown names get INVALID_PARAMS; a
+    parameter the backend does not have gets INVALID_PARAMETER naming it and the backend.
     """
     fields = {k: v for k, v in params.items() if k not in GENERATE_ONLY_PARAMS}
-    check_backend(params.get("backend", BACKEND))
+    fields.update(metadata_fields(params))
+    fields["backend"] = backend
+    for name in ("priority", *SOURCE_PARAMS, "variant", "metadata"):
+        if name in params and name not in EXTRA_PARAMS.get(backend, ()):
+            raise LofiError(
+                errors.INVALID_PARAMETER, f"{name} is not a parameter of the backend {backend}"
+            )
     if "prompt" not in fields:
         raise LofiError(errors.INVALID_PROMPT, "generate needs a prompt")
     try:
@@ -136,6 +138,8 @@ class Handlers:
         writer: where notifications go (a cache hit's ``generation_complete``).
         request_shutdown: called with ``cancel_running`` once a ``shutdown`` reply is out.
         radio: the radio service (its methods join the table).
+        backends: the engine of each backend (default: ``engine`` for v1, the others made on
+            first use beside its model folder; see :mod:`~lofi_daemon.service.backend_engines`).
     """
 
     def __init__(
@@ -147,8 +151,10 @@ class Handlers:
         writer: MessageWriter,
         request_shutdown: Callable[[bool], None],
         radio: RadioService | None = None,
+        backends: BackendEngines | None = None,
     ) -> None:
         self.engine = engine
+        self.backends = backends or BackendEngines(engine)
         self.cache = cache
         self.runner = runner
         self.setup_runner = setup_runner
@@ -157,7 +163,9 @@ class Handlers:
         self._warned: set[str] = set()
         self.variants = VariantEngines(engine)
         self.radio = radio or RadioService(runner, cache, writer.notify)
-        self._radio = RadioHandlers(self.radio, self._radio_ready, self.variants.get, writer.notify)
+        self._radio = RadioHandlers(
+            self.radio, self._radio_ready, self.variants.get, writer.notify, self.backends.resolve
+        )
 
     def table(self) -> dict[str, Handler]:
         """Every answered method name (deprecated aliases included) -> its handler."""
@@ -186,24 +194,32 @@ class Handlers:
         return {**self.runner.snapshot(), "setup": self.setup_runner.snapshot()}
 
     def generate(self, params: dict[str, Any]) -> Reply:
-        request = generation_params(params)
+        backend = self.backends.resolve(params.get("backend"))
+        request = generation_params(params, backend)
         priority = params.get("priority", "normal")
         if priority not in PRIORITIES:
             raise LofiError(errors.INVALID_PARAMETER, 'priority must be "normal" or "high"')
         given: dict[str, Any] = {name: params[name] for name in SOURCE_PARAMS if name in params}
         source = resolve_source(request.task, given, cache=self.cache, queue=self.runner)
-        model_version = self._require_ready()
+        model_version = self._require_ready(backend)
         variant = params.get("variant")
         engine = self.variants.get(variant) if variant is not None else None
+        if backend != V1.name:
+            engine = self.backends.engine(backend)
         request = with_source_length(fixed_seeds(request), source)
         track_id = track_id_for(
             request,
             model_version=model_version,
-            backend=BACKEND,
+            backend=backend,
             source=source.key if source is not None else None,
             variant=variant,
         )
-        base: dict[str, Any] = {"track_id": track_id, "seed": request.seed, "task": request.task}
+        base: dict[str, Any] = {
+            "track_id": track_id,
+            "seed": request.seed,
+            "task": request.task,
+            "backend": backend,
+        }
         if request.uses_retake_noise:
             base["retake_seed"] = request.retake_seed
 
@@ -234,6 +250,7 @@ class Handlers:
             source=source,
             engine=engine,
             variant=variant,
+            backend=backend,
         )
         position = self.runner.submit(job, hold=True)
         log.info("queued %s at position %d", track_id, position)
@@ -275,27 +292,10 @@ class Handlers:
 
     def backends_list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         check_params(params, (), "backends.list")
-        state = self._engine_status()
         # Imported here: the probe loads onnxruntime, which `serve` must not load at start.
         from lofi_daemon.pipeline.providers import working_providers
 
-        return [
-            {
-                "name": BACKEND,
-                "status": state.get("status", "error"),
-                "message": state.get("message", ""),
-                "min_duration_sec": MIN_DURATION_SEC,
-                "max_duration_sec": MAX_DURATION_SEC,
-                "sample_rate": SAMPLE_RATE,
-                "model_version": state.get("model_version"),
-                "models_dir": self._models_dir(),
-                # Only providers that really run: the engine lists the requested ones until a
-                # session has run, and onnxruntime-gpu requests CUDA on machines without a GPU.
-                "providers": working_providers(state.get("providers") or []),
-                # LoRA variants installed beside the model (`setup --lora`), for `variant`.
-                "variants": self._variant_names(),
-            }
-        ]
+        return self.backends.describe(working_providers)
 
     def tracks_list(self, params: dict[str, Any]) -> dict[str, Any]:
         check_params(params, (), "tracks.list")
@@ -319,38 +319,17 @@ class Handlers:
 
     # -- engine state --------------------------------------------------------------------------
 
-    def _engine_status(self) -> dict[str, Any]:
-        try:
-            state = self.engine.status()
-        except LofiError as exc:
-            return {"status": "error", "message": exc.message, "model_version": None}
-        except Exception as exc:
-            log.exception("engine status failed")
-            return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
-        return state if isinstance(state, dict) else {"status": "error", "message": "bad status"}
-
-    def _variant_names(self) -> list[str]:
-        models_dir = getattr(self.engine, "models_dir", None)
-        if models_dir is None:
-            return []
-        from lofi_daemon.model.variants import list_variants
-
-        return [str(v["name"]) for v in list_variants(Path(models_dir))]
-
-    def _models_dir(self) -> str | None:
-        """The folder the engine reads its models from (shown by the plugin's `:Lofi status`)."""
-        models_dir = getattr(self.engine, "models_dir", None)
-        return str(models_dir) if models_dir is not None else None
-
     def _radio_ready(self) -> str:
         if self.setup_runner.running:
             raise LofiError(errors.BACKEND_NOT_INSTALLED, "a setup is installing the models")
         return self._require_ready()
 
-    def _require_ready(self) -> str:
-        """The model version, or the error that explains why no generation can run."""
-        state = self._engine_status()
+    def _require_ready(self, backend: str = V1.name) -> str:
+        """The model version of ``backend``, or the error that explains why it cannot run."""
+        state = self.backends.status(backend)
         message = state.get("message") or ""
+        if message and backend != V1.name:
+            message = f"{backend}: {message}"
         remedy = state.get("remedy") if isinstance(state.get("remedy"), str) else None
         if state.get("status") == "not_installed":
             raise LofiError(
@@ -361,4 +340,6 @@ class Handlers:
                 errors.MODEL_LOAD_FAILED, message or "the models cannot be used", remedy=remedy
             )
         version = state.get("model_version")
-        return version if isinstance(version, str) and version else self.engine.model_version
+        if isinstance(version, str) and version:
+            return version
+        return self.backends.engine(backend).model_version

@@ -92,6 +92,7 @@ class Job:
     source: ResolvedSource | None = None  # repaint, extend, edit, audio2audio
     engine: GenerationEngine | None = None  # a LoRA variant's engine (else the runner's)
     variant: str | None = None  # that variant's name
+    backend: str | None = None  # the backend it runs on (None: the runner's)
     # The radio station's jobs (service/radio_station.py):
     notify: Emit | None = None  # where its notifications go instead of the client
     finish: Finish | None = None  # turns the engine's output into what the cache keeps

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class JobRunner:
         cache: receives finished tracks.
         emit: sends a notification ``(method, params)``; called from the worker thread.
         limit: most jobs accepted at once (running one included); more gives QUEUE_FULL.
-        backend: backend name recorded in the cache.
+        backend: backend name recorded in the cache for a job that names none.
         progress_interval_sec, progress_step_percent: progress throttling.
         clock: monotonic clock (for tests).
     """
@@ -256,6 +257,7 @@ class JobRunner:
                     "prompt": running.params.prompt,
                     "duration_sec": running.params.duration_sec,
                     "seed": running.params.seed,
+                    "backend": running.params.backend,
                     "phase": progress.get("phase"),
                     "step": progress.get("step", 0),
                     "total_steps": progress.get("total_steps"),
@@ -315,7 +317,11 @@ class JobRunner:
             log.info("%s is in the cache already", job.track_id)
             return "generation_complete", complete_payload(hit, cached=True)
         log.info(
-            "generating %s (%gs, %d steps)", job.track_id, params.duration_sec, params.infer_steps
+            "generating %s on %s (%gs, %d steps)",
+            job.track_id,
+            job.backend or self._backend,
+            params.duration_sec,
+            params.diffusion_steps,
         )
         self._send(job, "generation_start", start_payload(job.track_id, params))
         throttle = ProgressThrottle(self._interval, self._step, self._clock)
@@ -327,6 +333,8 @@ class JobRunner:
                 raise CancelledError()
             existed = job.out_path.exists()
             result = job.run(self._engine, lambda p: self._on_progress(job, throttle, p))
+            if (job.backend or self._backend) != "ace-step":  # only v1 latents seed a v1 task
+                result = replace(result, latents=None)
             if not existed:
                 created.append(Path(result.path))
             extra: dict[str, Any] = {}
@@ -335,7 +343,7 @@ class JobRunner:
             entry = self._cache.add(
                 job.track_id,
                 result,
-                backend=self._backend,
+                backend=job.backend or self._backend,
                 generation_time_sec=self._clock() - started,
                 source=job.source.record if job.source is not None else None,
                 variant=job.variant,

@@ -1,5 +1,6 @@
 """Checks of JSON-RPC params shared by the method handlers (:mod:`~lofi_daemon.service.handlers`,
-:mod:`~lofi_daemon.service.radio_handlers`): unknown names, a track id, the backend, ``setup``."""
+:mod:`~lofi_daemon.service.radio_handlers`): unknown names, a track id, the backend, ``generate``'s
+``metadata``, ``setup``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ from typing import Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.paths import BACKEND
+from lofi_daemon.model.backends import NAMES
+from lofi_daemon.pipeline.backend_params import check_backend_name
 from lofi_daemon.service.install_jobs import SetupRequest
 
 SETUP_PARAMS: Final = ("backend", "confirm", "checkpoint", "force")
+#: ``generate``'s ``metadata`` keys -> the GenerationParams field each sets.
+METADATA_KEYS: Final = {
+    "bpm": "bpm",
+    "key": "keyscale",
+    "keyscale": "keyscale",
+    "time_signature": "time_signature",
+}
 
 
 def check_params(params: dict[str, Any], allowed: tuple[str, ...], method: str) -> None:
@@ -33,9 +42,42 @@ def track_id_param(params: dict[str, Any], method: str) -> str:
 
 
 def check_backend(backend: object) -> None:
-    if backend != BACKEND:
-        shown = repr(backend)[:60]
-        raise LofiError(errors.INVALID_BACKEND, f"unknown backend {shown}; use {BACKEND!r}")
+    """INVALID_BACKEND unless ``backend`` names a known backend."""
+    check_backend_name(backend)
+
+
+def metadata_fields(params: dict[str, Any]) -> dict[str, Any]:
+    """The fields ``generate``'s ``metadata`` object sets (``{bpm, key|keyscale,
+    time_signature}``); {} when there is none. A field may be given once: in ``metadata`` or
+    beside it.
+
+    Raises:
+        LofiError: INVALID_PARAMS when ``metadata`` is not an object or a field is given twice;
+            INVALID_PARAMETER for an unknown key.
+    """
+    metadata = params.get("metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise LofiError(
+            errors.INVALID_PARAMS, "metadata must be an object {bpm, key, time_signature}"
+        )
+    unknown = sorted(key for key in metadata if key not in METADATA_KEYS)
+    if unknown:
+        shown = ", ".join(repr(key[:40]) for key in unknown[:5])
+        raise LofiError(
+            errors.INVALID_PARAMETER,
+            f"unknown metadata key {shown}; use bpm, key, time_signature",
+        )
+    fields: dict[str, Any] = {}
+    for key, value in metadata.items():
+        name = METADATA_KEYS[key]
+        if name in fields or name in params:
+            raise LofiError(
+                errors.INVALID_PARAMS, f"{name} is given twice (in metadata and beside it)"
+            )
+        fields[name] = value
+    return fields
 
 
 def setup_request(params: dict[str, Any]) -> SetupRequest:
@@ -43,7 +85,9 @@ def setup_request(params: dict[str, Any]) -> SetupRequest:
     check_params(params, SETUP_PARAMS, "setup")
     backend = params.get("backend")
     if not isinstance(backend, str):
-        raise LofiError(errors.INVALID_PARAMS, f"setup needs a string backend ({BACKEND!r})")
+        raise LofiError(
+            errors.INVALID_PARAMS, f"setup needs a string backend (one of {', '.join(NAMES)})"
+        )
     check_backend(backend)
     for name in ("confirm", "force"):
         if not isinstance(params.get(name, False), bool):

@@ -39,8 +39,9 @@ def start_payload(track_id: str, params: GenerationParams) -> dict[str, Any]:
         "prompt": params.prompt,
         "duration_sec": params.duration_sec,
         "seed": params.seed,
-        "infer_steps": params.infer_steps,
+        "infer_steps": params.diffusion_steps,
         "task": params.task,
+        "backend": params.backend,
     }
 
 
@@ -88,6 +89,7 @@ def complete_payload(entry: TrackEntry, *, cached: bool) -> dict[str, Any]:
         "seed": info["seed"],
         "generation_time_sec": info["generation_time_sec"],
         "model_version": info["model_version"],
+        "backend": info["backend"],
         "task": info["task"],
         "cached": cached,
     }

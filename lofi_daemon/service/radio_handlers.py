@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.model.backends import V1
 from lofi_daemon.pipeline.params import MAX_SEED
 from lofi_daemon.service.job_types import GenerationEngine
 from lofi_daemon.service.method_params import check_params
@@ -42,6 +43,9 @@ class RadioHandlers:
             models missing, a setup running).
         variant_engine: the engine of a LoRA variant (INVALID_PARAMETER when unknown).
         emit: where ``radio_stopped`` goes.
+        resolve_backend: the backend a request runs on, given its ``backend`` param or None
+            (default: always v1). The radio runs on v1 only: each segment after the first is an
+            ``extend``, a v1 task.
     """
 
     def __init__(
@@ -50,8 +54,10 @@ class RadioHandlers:
         ready: Callable[[], str],
         variant_engine: Callable[[str], GenerationEngine],
         emit: Callable[[str, dict[str, Any]], Any],
+        resolve_backend: Callable[[object], str] | None = None,
     ) -> None:
         self.service = service
+        self._resolve_backend = resolve_backend or (lambda requested: V1.name)
         self._ready = ready
         self._variant_engine = variant_engine
         self._emit = emit
@@ -62,6 +68,16 @@ class RadioHandlers:
     def start(self, params: dict[str, Any]) -> Reply:
         from lofi_daemon.radio.config import StationConfig
 
+        params = dict(params)
+        backend = self._resolve_backend(params.pop("backend", None))
+        if backend != V1.name:
+            raise LofiError(
+                errors.INVALID_PARAMETER,
+                f"the radio cannot run on the backend {backend}: it continues every segment "
+                f"with extend, which only {V1.name} has",
+                remedy=f'Start the radio with backend "{V1.name}" (install it with '
+                f":Lofi setup {V1.name}).",
+            )
         seed = params.get("seed")
         if seed is None:
             seed = secrets.randbelow(MAX_SEED + 1)

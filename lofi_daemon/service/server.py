@@ -25,7 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, Final
 
+from lofi_daemon.model.backends import V1
 from lofi_daemon.paths import BACKEND, default_models_dir
+from lofi_daemon.service.backend_engines import BackendEngines
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.handlers import Handlers
 from lofi_daemon.service.install_jobs import SetupRunner
@@ -69,6 +71,7 @@ class DaemonServer:
         progress_interval_sec: float = PROGRESS_INTERVAL_SEC,
         progress_step_percent: float = PROGRESS_STEP_PERCENT,
         models_dir: Path | None = None,
+        backend: str | None = None,
     ) -> None:
         self.engine = engine
         self.cache = cache
@@ -85,6 +88,7 @@ class DaemonServer:
         if models_dir is None:
             engine_dir = getattr(engine, "models_dir", None)
             models_dir = Path(engine_dir) if engine_dir is not None else default_models_dir()
+        self.backends = BackendEngines(engine, models_dir=models_dir, default=backend)
         self.setup_runner = SetupRunner(models_dir, self.writer.notify, self._reload_engine)
         self.radio = RadioService(self.runner, cache, self.writer.notify)
         self.handlers = Handlers(
@@ -95,6 +99,7 @@ class DaemonServer:
             self.writer,
             self._request_shutdown,
             radio=self.radio,
+            backends=self.backends,
         )
         self.dispatcher = Dispatcher(self.writer, self.handlers.table())
         self._stdin = stdin
@@ -121,8 +126,9 @@ class DaemonServer:
         self.radio.wait_for_save(SAVE_GRACE_SEC, self._terminate.is_set)
         try:
             self.engine.close()
+            self.backends.close()
         except Exception:
-            log.exception("closing the engine failed")
+            log.exception("closing the engines failed")
         log.info("stopped")
         return 0
 
@@ -191,8 +197,11 @@ class DaemonServer:
         if not self.setup_runner.join(CANCEL_GRACE_SEC):
             log.warning("the setup did not stop in %gs; exiting anyway", CANCEL_GRACE_SEC)
 
-    def _reload_engine(self) -> None:
-        """After a setup installed models: let the engine pick them up (if it can)."""
+    def _reload_engine(self, backend: str) -> None:
+        """After a setup installed ``backend``'s models: let its engine pick them up."""
+        if backend != V1.name:
+            self.backends.reload()
+            return
         reload = getattr(self.engine, "reload", None)
         if callable(reload):
             reload()

@@ -26,6 +26,7 @@ FLAGS = [
     "--queue-limit",
     "--cache-max-bytes",
     "--keep-loaded",
+    "--backend",
     "--log-level",
     "--log-file",
     "--log-stderr",
@@ -86,6 +87,7 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
         "--log-level", "warning",
         "--log-file", str(tmp_path / "d.log"),
         "--log-stderr",
+        "--backend", "ace-step-1.5",
     )  # fmt: skip
     assert config_from_args(args) == ServeConfig(
         models_dir=tmp_path / "m",
@@ -98,6 +100,7 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
         log_level="WARNING",
         log_stderr=True,
         log_file=tmp_path / "d.log",
+        backend="ace-step-1.5",
     )
 
 
@@ -136,6 +139,7 @@ def test_log_level_before_or_after_serve(argv: list[str], level: str) -> None:
         (["--queue-limit", "0"], "--queue-limit: must be at least 1"),
         (["--cache-max-bytes", "-1"], "--cache-max-bytes: must not be negative"),
         (["--log-level", "loud"], "--log-level: invalid choice: 'LOUD'"),
+        (["--backend", "musicgen"], "--backend: invalid choice: 'musicgen'"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],
 )
@@ -211,3 +215,35 @@ def test_the_real_command_serves_over_stdio(tmp_path: Path) -> None:
     assert replies[2]["result"] == replies[1]["result"]
     log = log_file.read_text(encoding="utf-8")
     assert " DEBUG " in log and "get_backends is deprecated; use backends.list" in log
+
+
+def test_serve_backend_is_the_default_of_generate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --backend ace-step-1.5`` with the real engines and no models: ``backends.list``
+    marks it the default, and a generate without ``backend`` asks for its models."""
+    monkeypatch.delenv("LOFI_MODELS_DIR_ACE_STEP_1_5", raising=False)
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "backends.list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "generate", "params": {"prompt": "rain", "seed": 1}},
+        {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
+    ]
+    result = run_python(
+        "-m", "lofi_daemon", "serve", "--backend", "ace-step-1.5",
+        "--models", str(tmp_path / "models" / "ace-step"),
+        "--cache-dir", str(tmp_path / "cache"),
+        "--log-file", str(tmp_path / "daemon.log"),
+        stdin="".join(json.dumps(r) + "\n" for r in requests),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    listed, generated, _ = [json.loads(line) for line in result.stdout.splitlines()]
+    v1, turbo = listed["result"]
+    assert (v1["name"], v1["default"]) == ("ace-step", False)
+    assert (turbo["name"], turbo["default"], turbo["status"]) == (
+        "ace-step-1.5",
+        True,
+        "not_installed",
+    )
+    assert turbo["models_dir"] == str(tmp_path / "models" / "ace-step-1.5")
+    assert generated["error"]["code"] == -32000  # MODEL_NOT_FOUND
+    assert generated["error"]["message"].startswith("ace-step-1.5: ")

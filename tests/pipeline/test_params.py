@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,11 +13,13 @@ import pytest
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.pipeline.params import (
+    BACKEND_FIELDS,
     MAX_SEED,
     SOURCE_TASKS,
     TASK_FIELDS,
     TASKS,
     GenerationParams,
+    accepted_fields,
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -49,6 +52,13 @@ DEFAULTS: dict[str, Any] = {
     "edit_n_min": 0.0,
     "edit_n_max": 1.0,
     "edit_n_avg": 1,
+    "backend": "ace-step",
+    "lyrics": None,
+    "vocal_language": "unknown",
+    "bpm": None,
+    "keyscale": None,
+    "time_signature": None,
+    "shift": 3,
 }
 
 GUIDANCE_SCALES = (
@@ -430,3 +440,137 @@ def test_a_task_round_trips_through_to_dict() -> None:
     assert set(data) == set(DEFAULTS) | {"prompt"}
     assert GenerationParams.from_dict(data) == params
     assert params.with_seed(4).to_dict() == {**data, "seed": 4}
+
+
+# -- backends --------------------------------------------------------------------------------
+
+TURBO = "ace-step-1.5"
+
+
+def refused(build: Callable[[], object]) -> LofiError:
+    with pytest.raises(LofiError) as info:
+        build()
+    return info.value
+
+
+def turbo(**fields: Any) -> GenerationParams:
+    return GenerationParams.from_dict({"prompt": "lofi", "backend": TURBO, **fields})
+
+
+def test_turbo_takes_its_own_fields() -> None:
+    params = turbo(
+        lyrics="[verse]\nrain on the window",
+        vocal_language="en",
+        bpm=84,
+        keyscale="F# minor",
+        time_signature=4,
+        shift=1,
+        duration_sec=600,
+        seed=3,
+        format="flac",
+    )
+    assert (params.bpm, params.keyscale, params.shift) == (84, "F# minor", 1)
+    assert params.diffusion_steps == 8 and GenerationParams(prompt="x").diffusion_steps == 27
+    assert turbo(keyscale="B♭ major").keyscale == "B♭ major"
+    assert set(accepted_fields(TURBO)) == {
+        "prompt",
+        "duration_sec",
+        "seed",
+        "format",
+        "wav_subtype",
+        "backend",
+        "lyrics",
+        "vocal_language",
+        "bpm",
+        "keyscale",
+        "time_signature",
+        "shift",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("infer_steps", 8),
+        ("guidance_scale", 7.0),
+        ("scheduler", "heun"),
+        ("cfg_type", "cfg"),
+        ("use_erg_tag", False),
+        ("omega_scale", 5.0),
+        ("edit_prompt", "jazz"),
+    ],
+)
+def test_a_v1_only_field_on_turbo_names_the_field_and_backend(name: str, value: Any) -> None:
+    error = refused(lambda: turbo(**{name: value}))
+    assert error.code == errors.INVALID_PARAMETER
+    assert name in error.message and TURBO in error.message
+
+
+def test_turbo_accepts_v1_fields_left_at_their_default() -> None:
+    assert turbo(infer_steps=27, guidance_scale=15).backend == TURBO
+
+
+@pytest.mark.parametrize("task", [t for t in TASKS if t != "text2music"])
+def test_turbo_runs_text2music_only(task: Any) -> None:
+    error = refused(lambda: GenerationParams(prompt="x", backend=TURBO, task=task).validate())
+    assert error.code == errors.INVALID_PARAMETER
+    assert f"task {task!r} is not available on the backend {TURBO}" in error.message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("lyrics", "la la"),
+        ("vocal_language", "en"),
+        ("bpm", 90),
+        ("keyscale", "C major"),
+        ("time_signature", 3),
+        ("shift", 1),
+    ],
+)
+def test_a_turbo_field_on_v1_names_the_field_and_backend(name: str, value: Any) -> None:
+    error = refused(lambda: GenerationParams.from_dict({"prompt": "x", name: value}))
+    assert error.code == errors.INVALID_PARAMETER
+    assert f"{name} is not a parameter of the backend ace-step" in error.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "needle"),
+    [
+        ({"duration_sec": 4.9}, errors.INVALID_DURATION, "between 5 and 600 on the backend"),
+        ({"duration_sec": 601}, errors.INVALID_DURATION, "between 5 and 600"),
+        ({"lyrics": "x" * 20000}, errors.INVALID_PARAMETER, "lyrics are 20000 characters"),
+        ({"lyrics": "  "}, errors.INVALID_PARAMETER, "lyrics must be non-empty"),
+        ({"lyrics": 3}, errors.INVALID_PARAMETER, "lyrics must be non-empty"),
+        ({"lyrics": "\ud800"}, errors.INVALID_PARAMETER, "not valid text"),
+        ({"vocal_language": "english"}, errors.INVALID_PARAMETER, "unknown vocal_language"),
+        ({"bpm": 29}, errors.INVALID_PARAMETER, "bpm must be a whole number in 30..300"),
+        ({"bpm": 301}, errors.INVALID_PARAMETER, "bpm must be"),
+        ({"bpm": 90.5}, errors.INVALID_PARAMETER, "bpm must be"),
+        ({"bpm": True}, errors.INVALID_PARAMETER, "bpm must be"),
+        ({"keyscale": "c major"}, errors.INVALID_PARAMETER, "unknown key 'c major'"),
+        ({"keyscale": "H minor"}, errors.INVALID_PARAMETER, "unknown key"),
+        ({"time_signature": 5}, errors.INVALID_PARAMETER, "time_signature must be one of 2, 3"),
+        ({"shift": 4}, errors.INVALID_PARAMETER, "shift must be one of 1, 2, 3"),
+        ({"shift": 2.0}, errors.INVALID_PARAMETER, "shift must be one of"),
+    ],
+)
+def test_turbo_values_are_checked(fields: dict[str, Any], code: int, needle: str) -> None:
+    error = refused(lambda: turbo(**fields))
+    assert error.code == code and needle in error.message, error.message
+
+
+def test_v1_durations_stay_v1s() -> None:
+    error = refused(lambda: GenerationParams.from_dict({"prompt": "x", "duration_sec": 300}))
+    assert error.code == errors.INVALID_DURATION and "between 5 and 240" in error.message
+
+
+@pytest.mark.parametrize("backend", ["musicgen", "", 3, None])
+def test_unknown_backend(backend: Any) -> None:
+    error = refused(lambda: GenerationParams.from_dict({"prompt": "x", "backend": backend}))
+    assert error.code == errors.INVALID_BACKEND and "ace-step-1.5" in error.message
+
+
+def test_every_field_belongs_to_a_backend() -> None:
+    assert set(BACKEND_FIELDS) == set(GenerationParams.field_names())
+    assert all(owners for owners in BACKEND_FIELDS.values())

@@ -155,8 +155,8 @@ def test_missing_models_give_model_not_found(make_daemon: MakeDaemon) -> None:
     reply = client.call("generate", GEN)
     assert error_code(reply) == errors.MODEL_NOT_FOUND
     assert "setup" in reply["error"]["data"]["remedy"]
-    [backend] = client.result("backends.list")
-    assert backend["status"] == "not_installed"
+    backend = client.result("backends.list")[0]
+    assert backend["name"] == "ace-step" and backend["status"] == "not_installed"
 
 
 def test_broken_models_give_model_load_failed(make_daemon: MakeDaemon) -> None:
@@ -247,9 +247,12 @@ def test_unknown_method(make_daemon: MakeDaemon) -> None:
 
 
 def test_backends_list(make_daemon: MakeDaemon) -> None:
-    [backend] = make_daemon().client.result("backends.list", [])
-    assert backend == {
+    daemon = make_daemon()
+    daemon.server.handlers.backends.use("ace-step-1.5", FakeEngine(state="not_installed"))
+    v1, turbo = daemon.client.result("backends.list", [])
+    assert {k: v for k, v in v1.items() if k != "params"} == {
         "name": "ace-step",
+        "title": "ACE-Step v1 3.5B",
         "status": "ready",
         "message": "ok",
         "min_duration_sec": 5.0,
@@ -259,7 +262,15 @@ def test_backends_list(make_daemon: MakeDaemon) -> None:
         "models_dir": None,
         "providers": ["CPUExecutionProvider"],
         "variants": [],
+        "default": True,
     }
+    assert "guidance_scale" in v1["params"] and "variant" in v1["params"]
+    assert "lyrics" not in v1["params"]
+    assert turbo["name"] == "ace-step-1.5" and turbo["status"] == "not_installed"
+    assert (turbo["min_duration_sec"], turbo["max_duration_sec"]) == (5.0, 600.0)
+    assert turbo["default"] is False and "variants" not in turbo
+    assert {"lyrics", "bpm", "keyscale", "metadata"} <= set(turbo["params"])
+    assert "guidance_scale" not in turbo["params"] and "variant" not in turbo["params"]
 
 
 def test_backends_list_names_the_models_dir(make_daemon: MakeDaemon, tmp_path: Path) -> None:
@@ -268,9 +279,10 @@ def test_backends_list_names_the_models_dir(make_daemon: MakeDaemon, tmp_path: P
     class EngineWithDir(FakeEngine):
         models_dir: Path = tmp_path / "models"
 
-    [backend] = make_daemon(EngineWithDir()).client.result("backends.list")
-    assert backend["models_dir"] == str(tmp_path / "models")
-    assert backend["variants"] == []
+    v1, turbo = make_daemon(EngineWithDir()).client.result("backends.list")
+    assert v1["models_dir"] == str(tmp_path / "models")
+    assert turbo["models_dir"] == str(tmp_path / "ace-step-1.5")
+    assert v1["variants"] == []
 
 
 def test_backends_list_names_the_installed_variants(
@@ -287,7 +299,7 @@ def test_backends_list_names_the_installed_variants(
         json.dumps({"lora": {"source": "/loras/lofi", "weight": 0.8}})
     )
     (variants / "half-done").mkdir()
-    [backend] = make_daemon(EngineWithDir()).client.result("backends.list")
+    backend = make_daemon(EngineWithDir()).client.result("backends.list")[0]
     assert backend["variants"] == ["lofi-lora"]
 
 
@@ -379,5 +391,5 @@ def test_backends_list_reports_only_providers_that_work(make_daemon: MakeDaemon)
     engine = FakeEngine()
     state = {**engine.status(), "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
     engine.status = lambda: state  # type: ignore[method-assign]
-    [backend] = make_daemon(engine).client.result("backends.list")
+    backend = make_daemon(engine).client.result("backends.list")[0]
     assert backend["providers"] == ["CPUExecutionProvider"]

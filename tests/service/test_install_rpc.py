@@ -143,7 +143,7 @@ def test_setup_from_a_checkpoint_then_generate_without_restart(
     assert not (models.parent / ".ace-step.setup").exists()
     assert client.result("status")["setup"] is None
 
-    [backend] = client.result("get_backends")
+    backend = client.result("get_backends")[0]
     assert backend["status"] == "ready"
     assert backend["model_version"] == done["params"]["model_version"]
     reply = client.call("generate", {"prompt": "lofi", "duration_sec": 5, "infer_steps": 2})

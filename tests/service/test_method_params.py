@@ -14,6 +14,7 @@ from lofi_daemon.service.install_jobs import SetupRequest
 from lofi_daemon.service.method_params import (
     check_backend,
     check_params,
+    metadata_fields,
     setup_request,
     track_id_param,
 )
@@ -53,10 +54,40 @@ def test_track_id_param() -> None:
 
 def test_check_backend() -> None:
     check_backend(BACKEND)
+    check_backend("ace-step-1.5")
     for other in ("musicgen", None, 3, "x" * 500):
         error = refused(check_backend, other)
         assert error.code == errors.INVALID_BACKEND
-        assert f"use {BACKEND!r}" in error.message and len(error.message) < 120
+        assert "use one of ace-step, ace-step-1.5" in error.message and len(error.message) < 120
+
+
+def test_metadata_fields() -> None:
+    assert metadata_fields({}) == {}
+    given = {"metadata": {"bpm": 90, "key": "A minor", "time_signature": 3}}
+    assert metadata_fields(given) == {"bpm": 90, "keyscale": "A minor", "time_signature": 3}
+    assert metadata_fields({"metadata": {"keyscale": "C major"}}) == {"keyscale": "C major"}
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "message"),
+    [
+        (
+            {"metadata": {"tempo": 90}},
+            errors.INVALID_PARAMETER,
+            "unknown metadata key 'tempo'; use bpm, key, time_signature",
+        ),
+        ({"metadata": [90]}, errors.INVALID_PARAMS, "metadata must be an object"),
+        ({"metadata": {"bpm": 90}, "bpm": 80}, errors.INVALID_PARAMS, "bpm is given twice"),
+        (
+            {"metadata": {"key": "C major", "keyscale": "C major"}},
+            errors.INVALID_PARAMS,
+            "keyscale is given twice",
+        ),
+    ],
+)
+def test_metadata_fields_refuse(params: dict[str, Any], code: int, message: str) -> None:
+    error = refused(metadata_fields, params)
+    assert error.code == code and message in error.message
 
 
 def test_setup_request_defaults_and_values() -> None:

@@ -75,8 +75,12 @@ def test_start_payload() -> None:
         "seed": 9,
         "infer_steps": 20,
         "task": "text2music",
+        "backend": "ace-step",
     }
     assert list(payload) == documented_fields("generation_start")
+    turbo = GenerationParams(prompt="rain", seed=9, backend="ace-step-1.5")
+    assert start_payload(TRACK, turbo)["infer_steps"] == 8  # turbo's fixed schedule
+    assert start_payload(TRACK, turbo)["backend"] == "ace-step-1.5"
 
 
 def test_progress_payload_rounds_and_keeps_a_missing_eta() -> None:
@@ -120,6 +124,7 @@ def test_complete_payload(tmp_path: Path) -> None:
         "seed": 9,
         "generation_time_sec": 3.25,
         "model_version": "m1",
+        "backend": "ace-step",
         "task": "text2music",
         "cached": True,
     }

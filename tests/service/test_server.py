@@ -277,7 +277,7 @@ def test_real_generation_then_cache_hit_then_restart(
 ) -> None:
     daemon = spawn(real=True, models=tiny_models)
     client = daemon.client
-    [backend] = client.result("backends.list")
+    backend = client.result("backends.list")[0]
     assert backend["status"] == "ready" and backend["providers"]
     first = client.call("generate", FAST, timeout=60)
     done = assert_generation_protocol(client, first)

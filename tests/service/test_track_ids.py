@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from lofi_daemon.pipeline.backend_params import TURBO_FIELDS
 from lofi_daemon.pipeline.params import TASK_FIELDS, GenerationParams
 from lofi_daemon.service.track_ids import (
     COMMON_FIELDS,
@@ -81,7 +82,8 @@ SOURCE = SourceKey("path", "ab" * 32)
 
 def test_the_id_test_covers_every_parameter() -> None:
     covered = {name for name, _ in CHANGED_VALUES} | {name for name, *_ in TASK_VALUES}
-    assert covered | {"task"} == set(GenerationParams.field_names())
+    turbo = {name for name, _ in TURBO_VALUES}
+    assert covered | turbo | {"task", "backend"} == set(GenerationParams.field_names())
 
 
 def test_text2music_ids_are_unchanged_by_the_task_fields() -> None:
@@ -160,8 +162,69 @@ def test_is_track_id_rejects_unsafe_values(value: Any) -> None:
 
 def test_canonical_params_hold_every_field_with_floats_as_floats() -> None:
     canonical = canonical_params(dataclasses.replace(BASE, duration_sec=30, omega_scale=-0.0))
-    assert set(canonical) == set(GenerationParams.field_names()) - {"task", *TASK_FIELDS}
+    assert set(canonical) == set(COMMON_FIELDS)
+    assert set(COMMON_FIELDS) == set(GenerationParams.field_names()) - {
+        "task",
+        "backend",
+        *TASK_FIELDS,
+        *TURBO_FIELDS,
+    }
     assert type(canonical["duration_sec"]) is float and canonical["duration_sec"] == 30.0
     assert str(canonical["omega_scale"]) == "0.0"  # -0.0 + 0.0 is +0.0
     assert canonical["seed"] == 7 and type(canonical["seed"]) is int
     assert canonical["use_erg_tag"] is True
+
+
+# -- backends ------------------------------------------------------------------------------
+
+TURBO = GenerationParams(prompt="lofi beat", duration_sec=30.0, seed=7, backend="ace-step-1.5")
+TURBO_VALUES = [
+    ("prompt", "lofi beat "),
+    ("duration_sec", 31.0),
+    ("seed", 8),
+    ("format", "flac"),
+    ("wav_subtype", "float"),
+    ("lyrics", "[verse]\nla la"),
+    ("vocal_language", "en"),
+    ("bpm", 90),
+    ("keyscale", "F# minor"),
+    ("time_signature", 4),
+    ("shift", 1),
+]
+
+
+def turbo_id(**changes: Any) -> str:
+    params = dataclasses.replace(TURBO, **changes)
+    return track_id_for(params, model_version="t1", backend="ace-step-1.5")
+
+
+def test_v1_ids_are_unchanged_by_the_backend_fields() -> None:
+    # Computed with the code before ACE-Step 1.5 (issue 13): v1 ids, text2music and task ones,
+    # must stay what they were, so existing caches keep their hits.
+    text = GenerationParams(prompt="rainy night lofi, soft piano", duration_sec=30.0, seed=42)
+    version = "ace-step-v1-3.5b-0123456789ab"
+    assert track_id_for(text, model_version=version, backend="ace-step") == (
+        "31bd8f49de83b19acebac624"
+    )
+    retake = GenerationParams(prompt="rainy night lofi", seed=7, task="retake", retake_seed=9)
+    assert track_id_for(retake, model_version="m1", backend="ace-step") == (
+        "7af87d98b064d158500f2690"
+    )
+    assert not set(TURBO_FIELDS) & set(canonical_params(text))
+
+
+@pytest.mark.parametrize(("name", "value"), TURBO_VALUES)
+def test_every_turbo_parameter_changes_a_turbo_id(name: str, value: Any) -> None:
+    assert turbo_id(**{name: value}) != turbo_id()
+
+
+def test_turbo_ids_hash_only_turbo_fields() -> None:
+    assert hashed_fields("text2music", "ace-step-1.5") == tuple(n for n, _ in TURBO_VALUES)
+    assert turbo_id(bpm=90) == turbo_id(bpm=90)
+    v1 = dataclasses.replace(TURBO, backend="ace-step")
+    assert track_id_for(v1, model_version="t1", backend="ace-step") != turbo_id()
+
+
+def test_a_turbo_id_needs_its_own_backend() -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        track_id_for(TURBO, model_version="t1", backend="ace-step")
