@@ -12,12 +12,13 @@ local notify, notify_error = user.notify, user.notify_error
 --- Split `:Lofi generate` arguments into options and the prompt (see `lofi.generate_args`).
 M.parse_generate = generate_args.parse
 
---- `:Lofi setup` arguments: the backend, `checkpoint=DIR`, and the flags `force` and `yes`.
+--- `:Lofi setup` arguments: the backend (default: the configured one, else ace-step),
+--- `checkpoint=DIR`, and the flags `force` and `yes`.
 ---@param args string[]
 ---@return lofi.SetupOpts? opts
 ---@return string? err
 function M.parse_setup(args)
-  local opts = { backend = "ace-step" }
+  local opts = { backend = require("lofi.backend").configured() or "ace-step" }
   for i, arg in ipairs(args) do
     local key, value = arg:match("^(%w+)=(.*)$")
     if key == "checkpoint" then
@@ -46,40 +47,6 @@ local function open_log(path)
   vim.cmd.normal({ "G", bang = true })
 end
 
---- `:Lofi config variant [{name}|none]`: show, set or clear the LoRA variant sent with every
---- generation. When the daemon lists its backend's variants, the name is checked against them.
----@param name? string
-local function config_variant(name)
-  if not name then
-    notify("variant: " .. (config.get().generate.variant or "none"))
-    return
-  end
-  if name == "none" then
-    config.set("generate", "variant", nil)
-    notify("variant: none")
-    return
-  end
-  require("lofi").backends(function(err, backends)
-    if err then
-      notify_error(err)
-      return
-    end
-    for _, backend in ipairs(backends or {}) do
-      local known = backend.variants
-      if backend.name == config.get().generate.backend and type(known) == "table" then
-        if not vim.list_contains(known, name) then
-          local listed = #known > 0 and table.concat(known, ", ") or "none installed"
-          local message = string.format("unknown variant %q (available: %s)", name, listed)
-          notify_error(errors.new(errors.client.INVALID_OPTION, message))
-          return
-        end
-      end
-    end
-    config.set("generate", "variant", name)
-    notify("variant: " .. name)
-  end)
-end
-
 ---@class lofi.Subcommand
 ---@field run fun(args: string[], info: table)
 ---@field complete? fun(arglead: string, args: string[]): string[]
@@ -88,7 +55,8 @@ end
 ---@type table<string, lofi.Subcommand>
 M.subcommands = {
   generate = {
-    usage = "generate {prompt} [duration=N] [seed=N] [steps=N] [scheduler=…] [format=…]",
+    usage = "generate {prompt} [duration=N] [seed=N] [steps=N] [scheduler=…] [format=…] "
+      .. "[backend=…] [lyrics=…] [language=…] [bpm=N] [key=…] [time_signature=N] [shift=N]",
     run = function(args)
       local opts, err = M.parse_generate(args)
       if not opts then
@@ -194,7 +162,7 @@ M.subcommands = {
     end,
   },
   setup = {
-    usage = "setup ace-step [checkpoint=DIR] [force] [yes] | setup cancel",
+    usage = "setup [ace-step|ace-step-1.5] [checkpoint=DIR] [force] [yes] | setup cancel",
     run = function(args)
       if args[1] == "cancel" then
         require("lofi").cancel_install(function(err, cancelled)
@@ -235,54 +203,20 @@ M.subcommands = {
     end,
     complete = function(arglead, args)
       if #args <= 1 and not arglead:find("=") then
-        return { "ace-step", "cancel" }
+        local names = require("lofi.backend").names()
+        names[#names + 1] = "cancel"
+        return names
       end
       return { "checkpoint=", "force", "yes" }
     end,
   },
   config = {
-    usage = "config backend {name} | config variant [{name}|none]",
+    usage = require("lofi.config_commands").USAGE,
     run = function(args)
-      if args[1] == "variant" then
-        config_variant(args[2])
-        return
-      end
-      if args[1] ~= "backend" then
-        notify("usage: :Lofi " .. M.subcommands.config.usage, vim.log.levels.ERROR)
-        return
-      end
-      local name = args[2]
-      if not name then
-        notify("backend: " .. config.get().generate.backend)
-        return
-      end
-      require("lofi").backends(function(err, backends)
-        if err then
-          notify_error(err)
-          return
-        end
-        local names = {}
-        for _, backend in ipairs(backends or {}) do
-          names[#names + 1] = backend.name
-          if backend.name == name then
-            config.set("generate", "backend", name)
-            notify(string.format("backend: %s (%s)", name, backend.status or "?"))
-            return
-          end
-        end
-        notify_error(
-          errors.new(
-            errors.daemon.INVALID_BACKEND,
-            string.format("unknown backend %q (available: %s)", name, table.concat(names, ", "))
-          )
-        )
-      end)
+      require("lofi.config_commands").run(args)
     end,
-    complete = function(_, args)
-      if #args <= 1 then
-        return { "backend", "variant" }
-      end
-      return args[2] == "variant" and { "none" } or { "ace-step" }
+    complete = function(arglead, args)
+      return require("lofi.config_commands").complete(arglead, args)
     end,
   },
   log = {

@@ -27,7 +27,7 @@ local defaults = {
     scheduler = nil,
     guidance_scale = nil,
     format = "wav",
-    backend = "ace-step",
+    backend = nil,
     variant = nil,
   },
   player = {
@@ -78,7 +78,7 @@ local schema = {
     scheduler = { one_of = SCHEDULERS, optional = true },
     guidance_scale = "number?",
     format = { one_of = FORMATS },
-    backend = "string",
+    backend = "string?",
     variant = "string?",
   },
   player = {
@@ -101,127 +101,17 @@ local schema = {
 
 --- Options of a single `generate()` call that are not `generate` defaults: a call takes the
 --- `generate` section's options (checked with that section's schema) plus these, and the
---- audio tasks' options (`lofi.task_spec`).
+--- audio tasks' options (`lofi.task_spec`) and the song options of ACE-Step 1.5
+--- (`lofi.song_spec`).
 local per_call_generate = vim.tbl_extend("error", {
   priority = { one_of = PRIORITIES },
   play = "boolean",
-}, require("lofi.task_spec").options())
+}, require("lofi.task_spec").options(), require("lofi.song_spec").options())
 
-local type_labels = {
-  string = "a string",
-  boolean = "true or false",
-  number = "a number",
-  nonneg = "a non-negative integer",
-  posint = "a positive integer",
-  list = "a list of strings",
-  cmd = "a non-empty list of strings",
-  map = "a table of string values",
-  table = "a table",
-  ["false"] = "false",
-}
+local show = require("lofi.config_check").show
 
----@param value any
----@return boolean
-local function is_integer(value)
-  return type(value) == "number" and value == math.floor(value) and value == value
-end
-
----@param value any
----@return boolean
-local function is_string_list(value)
-  if type(value) ~= "table" or not vim.islist(value) then
-    return false
-  end
-  for _, item in ipairs(value) do
-    if type(item) ~= "string" then
-      return false
-    end
-  end
-  return true
-end
-
----@type table<string, fun(value: any): boolean>
-local checks = {
-  string = function(v)
-    return type(v) == "string"
-  end,
-  boolean = function(v)
-    return type(v) == "boolean"
-  end,
-  number = function(v)
-    return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
-  end,
-  nonneg = function(v)
-    return is_integer(v) and v >= 0
-  end,
-  posint = function(v)
-    return is_integer(v) and v >= 1
-  end,
-  list = is_string_list,
-  cmd = function(v)
-    return is_string_list(v) and #v > 0
-  end,
-  map = function(v)
-    if type(v) ~= "table" then
-      return false
-    end
-    for key, item in pairs(v) do
-      if type(key) ~= "string" or type(item) ~= "string" then
-        return false
-      end
-    end
-    return true
-  end,
-  table = function(v)
-    return type(v) == "table"
-  end,
-  ["false"] = function(v)
-    return v == false
-  end,
-}
-
----@param value any
----@return string
-local function show(value)
-  if type(value) == "string" then
-    return string.format("%q", value)
-  end
-  return vim.inspect(value, { newline = " ", indent = "" })
-end
-
---- Check one value against its schema entry.
----@param name string dotted option name, for the message
----@param spec string|table
----@param value any
----@return string? error
-function M.check_value(name, spec, value)
-  if type(spec) == "table" then
-    if (value == nil and spec.optional) or vim.list_contains(spec.one_of, value) then
-      return nil
-    end
-    local allowed = vim.tbl_map(show, spec.one_of)
-    return string.format(
-      "`%s` must be one of %s, got %s",
-      name,
-      table.concat(allowed, ", "),
-      show(value)
-    )
-  end
-  local optional = spec:sub(-1) == "?"
-  local kinds = vim.split(optional and spec:sub(1, -2) or spec, "|", { plain = true })
-  if value == nil and optional then
-    return nil
-  end
-  for _, kind in ipairs(kinds) do
-    if checks[kind](value) then
-      return nil
-    end
-  end
-  local wanted = vim.tbl_map(function(kind)
-    return type_labels[kind]
-  end, kinds)
-  return string.format("`%s` must be %s, got %s", name, table.concat(wanted, " or "), show(value))
-end
+--- Check one value against its schema entry (`lofi.config_check`).
+M.check_value = require("lofi.config_check").check_value
 
 ---@param tbl table
 ---@return string

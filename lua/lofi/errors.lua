@@ -120,7 +120,8 @@ function M.new(code, message, extra)
 end
 
 --- A daemon remedy as it applies inside Neovim: the daemon's command-line flags become the
---- `setup()` options that set them (`--models DIR` is `daemon.models_dir`).
+--- `setup()` options that set them (`--models DIR` is `daemon.models_dir`), and `--checkpoint`
+--- is `checkpoint=` of `:Lofi setup`.
 ---@param remedy any
 ---@return string?
 function M.editor_remedy(remedy)
@@ -131,6 +132,7 @@ function M.editor_remedy(remedy)
   text = text:gsub("%-%-models DIR", "daemon.models_dir"):gsub("%-%-models", "daemon.models_dir")
   text =
     text:gsub("%-%-cache%-dir DIR", "daemon.cache_dir"):gsub("%-%-cache%-dir", "daemon.cache_dir")
+  text = text:gsub("%-%-checkpoint DIR", "checkpoint=DIR"):gsub("%-%-checkpoint", "checkpoint=")
   return text
 end
 

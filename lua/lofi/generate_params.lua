@@ -9,6 +9,13 @@
 --- its parameters (prompt, seed, steps, ...) fill what the call does not set, before the
 --- `generate` defaults; audio2audio takes only its prompt. A retake takes no source: the track
 --- only gives it the parameters to repeat.
+---
+--- `backend` is sent only when one is chosen (the call's option, `generate.backend`, the saved
+--- choice: `lofi.backend`), so the daemon's default applies otherwise. The song options of
+--- ACE-Step 1.5 (`lofi.song_spec`) are sent when set; the daemon refuses them on a backend
+--- without them, as it refuses any option the call sets that the backend lacks. A `generate`
+--- default the backend lacks (`steps` on ace-step-1.5) is not sent.
+local backend_choice = require("lofi.backend")
 local config = require("lofi.config")
 local errors = require("lofi.errors")
 local sources = require("lofi.sources")
@@ -30,6 +37,9 @@ local param_names = {
   backend = "backend",
   variant = "variant",
 }
+for name, field in pairs(require("lofi.song_spec").fields) do
+  param_names[name] = field.param
+end
 
 ---@param message string
 ---@return lofi.Error
@@ -159,13 +169,19 @@ function M.build(opts, track)
   local base = track and track_params(task, track) or {}
   local defaults = config.get().generate
   local params = vim.deepcopy(base)
+  local target = opts.backend or base.backend or backend_choice.configured()
+  target = target or backend_choice.daemon_default()
   for name, key in pairs(param_names) do
     local value = opts[name]
     if value == nil then
       value = base[key]
     end
-    if value == nil then
+    -- A default the backend does not take (`steps` on ace-step-1.5) is left out.
+    if value == nil and backend_choice.takes(target, key) then
       value = defaults[name]
+    end
+    if value == nil and name == "backend" then
+      value = backend_choice.configured()
     end
     params[key] = value
   end

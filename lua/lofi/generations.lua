@@ -24,6 +24,7 @@ local M = {}
 ---@class lofi.Generation
 ---@field track_id? string
 ---@field prompt string
+---@field backend? string sent as `backend`, else the daemon's default when known
 ---@field status "requesting"|"queued"|"running"
 ---@field position? integer
 ---@field percent number
@@ -268,6 +269,7 @@ function M.generate(opts, cb, source)
   ---@type lofi.Generation
   local gen = {
     prompt = params.prompt,
+    backend = params.backend or require("lofi.backend").daemon_default(),
     status = "requesting",
     percent = 0,
     waiters = { waiter },
@@ -365,6 +367,7 @@ function M.active()
     list[#list + 1] = {
       track_id = gen.track_id,
       prompt = gen.prompt,
+      backend = gen.backend,
       status = gen.status,
       percent = gen.percent,
       phase = gen.phase,

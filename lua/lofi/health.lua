@@ -76,36 +76,57 @@ local function check_models(cfg)
     })
     return
   end
-  local setup_hint = "Install the models: :Lofi setup ace-step (or `lofi-daemon setup ace-step` "
-    .. "in a terminal), or point daemon.models_dir at models exported with `lofi-export onnx`."
+  local choice = require("lofi.backend")
+  choice.remember(backends)
+  local in_use = choice.in_use(backends)
+  health.info("backend in use: " .. choice.describe(backends))
+  local providers = {}
   for _, backend in ipairs(backends) do
-    local providers = backend.providers or {}
-    if #providers > 0 then
-      health.ok("ONNX Runtime providers: " .. table.concat(providers, ", "))
-    else
-      health.warn("ONNX Runtime reported no execution providers", {
-        "Reinstall onnxruntime in the daemon's environment.",
-      })
+    if #providers == 0 and type(backend.providers) == "table" then
+      providers = backend.providers
     end
-    local active = backend.name == cfg.generate.backend and " (selected)" or ""
+  end
+  if #providers > 0 then
+    health.ok("ONNX Runtime providers: " .. table.concat(providers, ", "))
+  else
+    health.warn("ONNX Runtime reported no execution providers", {
+      "Reinstall onnxruntime in the daemon's environment.",
+    })
+  end
+  for _, backend in ipairs(backends) do
+    local name = tostring(backend.name)
+    local used = backend.name == in_use
+    local mark = used and " (in use)" or ""
+    local folder = type(backend.models_dir) == "string" and backend.models_dir
+      or "the folder of daemon.models_dir"
+    local setup_hint = string.format(
+      "Install the models: :Lofi setup %s (or `lofi-daemon setup %s` in a terminal), or put "
+        .. "models exported with `lofi-export onnx` in %s.",
+      name,
+      name,
+      folder
+    )
     if backend.status == "ready" then
       health.ok(
-        string.format(
-          "%s models installed%s: %s",
-          backend.name,
-          active,
-          tostring(backend.model_version)
-        )
+        string.format("%s models installed%s: %s", name, mark, tostring(backend.model_version))
+      )
+    elseif backend.status == "not_installed" and not used then
+      health.info(
+        string.format("%s models are not installed (not in use): :Lofi setup %s", name, name)
       )
     elseif backend.status == "not_installed" then
       health.error(
-        string.format("%s models are not installed%s: %s", backend.name, active, backend.message),
+        string.format("%s models are not installed%s: %s", name, mark, tostring(backend.message)),
         { setup_hint }
       )
     else
-      health.error(
-        string.format("%s models cannot be used: %s", backend.name, backend.message or "?"),
-        { "Repair the installation: :Lofi setup ace-step", "Read the daemon log: :Lofi log" }
+      local report = used and health.error or health.warn
+      report(
+        string.format("%s models cannot be used%s: %s", name, mark, tostring(backend.message)),
+        {
+          "Repair the installation: :Lofi setup " .. name .. " force",
+          "Read the daemon log: :Lofi log",
+        }
       )
     end
   end

@@ -146,10 +146,16 @@ function M.installing()
   return install.running()
 end
 
---- The backends the daemon offers, with their status and execution providers.
+--- The backends the daemon offers, with their status and execution providers (the answer is
+--- kept for completion and the statusline, `lofi.backend`).
 ---@param cb fun(err: lofi.Error?, backends: lofi.Backend[]?)
 function M.backends(cb)
-  rpc.request("backends.list", nil, cb)
+  rpc.request("backends.list", nil, function(err, result)
+    if not err then
+      require("lofi.backend").remember(result)
+    end
+    cb(err, result)
+  end)
 end
 
 ---@param track lofi.Track

@@ -10,7 +10,7 @@ local user = require("lofi.user")
 local M = {}
 
 ---@class lofi.SetupOpts
----@field backend? string default "ace-step"
+---@field backend? string "ace-step" (default) or "ace-step-1.5"; both can be installed
 ---@field checkpoint? string a local checkpoint folder (offline install, no download)
 ---@field force? boolean reinstall even when a valid installation is present
 ---@field yes? boolean agree to the download without asking
@@ -95,7 +95,12 @@ local function confirm_download(job, params)
         errors.new(
           errors.daemon.SETUP_FAILED,
           "the download was declined; nothing was downloaded or installed",
-          { remedy = "Run :Lofi setup ace-step again, or give a local checkpoint=DIR." }
+          {
+            remedy = string.format(
+              "Run :Lofi setup %s again, or give a local checkpoint=DIR.",
+              job.opts.backend or DEFAULT_BACKEND
+            ),
+          }
         ),
         nil
       )

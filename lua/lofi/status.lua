@@ -1,6 +1,7 @@
 --- A short statusline string: what is generating, installing or playing ("" when idle): a
 --- radio station shows its prompt and the seconds of audio ready ahead (`📻 rainy jazzhop
---- +45s`; "…" before the daemon reported any).
+--- +45s`; "…" before the daemon reported any). A generation names its backend when it is
+--- known (`♪ 42% ace-step-1.5`); `backend()` is the backend in use, for a component of its own.
 ---
 --- Use `require("lofi.status").get` as a statusline component and `is_active` as its
 --- condition. The string is escaped for 'statusline' ("%" doubled). Every change of what it
@@ -60,6 +61,7 @@ function M.text()
   local first = active[1]
   if first then
     local more = #active > 1 and string.format(" +%d", #active - 1) or ""
+    more = more .. (first.backend and (" " .. first.backend) or "")
     if first.status == "running" then
       return string.format("♪ %d%%%s", math.floor((tonumber(first.percent) or 0) + 0.5), more)
     end
@@ -86,6 +88,14 @@ end
 ---@return string
 function M.get()
   return (M.text():gsub("%%", "%%%%"))
+end
+
+--- The backend in use ("ace-step-1.5"): the configured one, else the daemon's default once it
+--- has listed its backends; "" while neither is known. Escaped for 'statusline'.
+---@return string
+function M.backend()
+  local name = require("lofi.backend").in_use()
+  return ((name or ""):gsub("%%", "%%%%"))
 end
 
 --- True while something is generating or playing (a lualine `cond`).

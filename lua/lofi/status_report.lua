@@ -1,7 +1,10 @@
 --- `:Lofi status`: the daemon, what generates and plays, the models (folder, model version,
 --- execution provider), the daemon's version and the last track's file. With a daemon running,
 --- the model lines come from its `ping` and `backends.list` answers (each bounded by the
---- request timeout); without one nothing is started and the configured folder is shown.
+--- request timeout); without one nothing is started and the configured folder is shown. The
+--- backend in use is named with where the choice comes from (`lofi.backend`), and each
+--- backend's install status is listed.
+local backend_choice = require("lofi.backend")
 local config = require("lofi.config")
 local one_line = require("lofi.text").one_line
 
@@ -43,7 +46,6 @@ local function local_lines()
   else
     lines[#lines + 1] = "playing: nothing"
   end
-  lines[#lines + 1] = "backend: " .. config.get().generate.backend
   return lines
 end
 
@@ -62,14 +64,22 @@ end
 ---@return string[]
 local function model_lines(backends, err)
   if err or type(backends) ~= "table" then
-    return { "models: unknown (" .. (err and err.name or "no answer") .. ")" }
+    return {
+      "backend: " .. backend_choice.describe(),
+      "models: unknown (" .. (err and err.name or "no answer") .. ")",
+    }
   end
-  local name = config.get().generate.backend
+  backend_choice.remember(backends)
+  local head = {
+    "backend: " .. backend_choice.describe(backends),
+    "backends: " .. backend_choice.summary(backends),
+  }
+  local name = backend_choice.in_use(backends)
   for _, backend in ipairs(backends) do
     if type(backend) == "table" and backend.name == name then
       local version = backend.model_version
       local providers = type(backend.providers) == "table" and backend.providers or {}
-      return {
+      return vim.list_extend(head, {
         string.format(
           "models: %s (%s, model version %s)",
           tostring(backend.models_dir or config.get().daemon.models_dir or "?"),
@@ -78,10 +88,11 @@ local function model_lines(backends, err)
         ),
         "provider: "
           .. (#providers > 0 and table.concat(providers, ", ") or "none yet (no generation ran)"),
-      }
+      })
     end
   end
-  return { string.format("models: backend %s is not offered by the daemon", name) }
+  head[#head + 1] = string.format("models: backend %s is not offered by the daemon", tostring(name))
+  return head
 end
 
 --- Collect the status and pass it to `show` as one text (at once without a daemon, else when
@@ -95,6 +106,7 @@ function M.show(show)
   if not pid then
     local dir = config.get().daemon.models_dir
     table.insert(head, 1, "daemon: not running (starts on first use)")
+    head[#head + 1] = "backend: " .. backend_choice.describe()
     head[#head + 1] = "models: " .. (dir or "the daemon's default folder")
     head[#head + 1] = last_track_line(last)
     show(table.concat(head, "\n"))

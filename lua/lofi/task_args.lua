@@ -223,7 +223,10 @@ function M.parse(name, args, picked)
   local command = M.commands[name]
   ---@type lofi.TaskRequest
   local request = { opts = { task = command.task } }
-  local options, words = generate_args.split(args)
+  local options, words, split_err = generate_args.split(args)
+  if split_err then
+    return nil, split_err
+  end
   local values = {}
   for _, word in ipairs(options) do
     local key, text = word.key, word.value

@@ -15,13 +15,13 @@
 
 ---@class (exact) lofi.GenerateDefaults
 ---@field prompt string used by `:Lofi generate` without a prompt
----@field duration number seconds, 5-240
+---@field duration number seconds, 5-240 (5-600 on ace-step-1.5)
 ---@field steps integer 1-200
 ---@field seed? integer fixed seed (nil: random per track)
 ---@field scheduler? "euler"|"heun"|"pingpong"
 ---@field guidance_scale? number
 ---@field format "wav"|"flac"|"ogg"
----@field backend string
+---@field backend? string "ace-step" or "ace-step-1.5" (nil: the saved choice, else the daemon's)
 ---@field variant? string LoRA variant sent with every generation (nil: the base model)
 
 ---@class (exact) lofi.PlayerConfig
@@ -89,6 +89,12 @@
 ---@field priority? "normal"|"high"
 ---@field backend? string
 ---@field variant? string LoRA variant ("" or "none": the base model)
+---@field lyrics? string ACE-Step 1.5: the song's lyrics ("[Instrumental]" by default)
+---@field vocal_language? string ACE-Step 1.5: the lyrics' language ("en", "unknown", ...)
+---@field bpm? integer ACE-Step 1.5: tempo, 30-300
+---@field keyscale? string ACE-Step 1.5: key, e.g. "C major"
+---@field time_signature? integer ACE-Step 1.5: beats per bar, 2, 3, 4 or 6
+---@field shift? integer ACE-Step 1.5: schedule shift, 1-3
 ---@field play? boolean play when ready (overrides player.autoplay)
 ---@field task? lofi.Task default "text2music"
 ---@field src? string a cached track id or an audio file (see :h lofi.generate())
@@ -134,8 +140,13 @@
 
 ---@class lofi.Backend
 ---@field name string
+---@field title? string
 ---@field status "ready"|"not_installed"|"error"
 ---@field message string
+---@field default? boolean the daemon's default backend
+---@field models_dir? string
+---@field params? string[] the `generate` fields it takes
+---@field variants? string[] installed LoRA variants (ace-step only)
 ---@field min_duration_sec number
 ---@field max_duration_sec number
 ---@field sample_rate integer
@@ -145,6 +156,7 @@
 ---@class lofi.GenerationInfo
 ---@field track_id? string nil until the daemon accepted the request
 ---@field prompt string
+---@field backend? string the backend it was sent to (nil: the daemon's default, not known)
 ---@field status "requesting"|"queued"|"running"
 ---@field percent number
 ---@field phase? string

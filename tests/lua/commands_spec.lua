@@ -10,12 +10,30 @@ t.describe(":Lofi with a daemon", function()
       return #messages >= 2
     end, "the setup answer")
     local last = messages[#messages]
-    t.eq(last.level, vim.log.levels.INFO)
+    t.eq(last.level, vim.log.levels.INFO, t.joined(messages))
     t.contains(last.msg, "ace-step already installed and verified in " .. t.env("LOFI_TEST_MODELS"))
+  end)
+
+  t.it("setup ace-step-1.5 asks the daemon for that backend and shows its answer", function()
+    local models = vim.fs.joinpath(t.tmpdir(), "ace-step")
+    require("lofi").setup(t.config({ daemon = { models_dir = models } }))
+    local messages = t.capture_notify()
+    local seen = t.record_user_events({ "LofiSetupError" })
+    local missing = vim.fs.joinpath(t.tmpdir(), "no-checkpoint")
+    vim.cmd("Lofi setup ace-step-1.5 checkpoint=" .. vim.fn.fnameescape(missing))
+    t.wait(60000, function()
+      return #messages >= 2
+    end, "the setup answer")
+    t.eq(messages[1].msg, "[lofi] setting up ace-step-1.5 …")
+    t.eq(messages[2].level, vim.log.levels.ERROR)
+    t.contains(messages[2].msg, missing .. " is not an ACE-Step 1.5 turbo checkpoint")
+    t.contains(messages[2].msg, "Point checkpoint= at a folder")
+    t.eq(seen[1].data.backend, "ace-step-1.5")
   end)
 
   t.it("config backend checks the name against the daemon's backends", function()
     local config = require("lofi.config")
+    local state = require("lofi.backend").state_path()
     require("lofi").setup(t.config())
     local messages = t.capture_notify()
     vim.cmd("Lofi config backend nope")
@@ -23,13 +41,56 @@ t.describe(":Lofi with a daemon", function()
       return #messages >= 1
     end, "the answer")
     t.eq(messages[1].level, vim.log.levels.ERROR)
-    t.contains(messages[1].msg, 'unknown backend "nope" (available: ace-step)')
-    t.eq(config.get().generate.backend, "ace-step")
+    t.contains(messages[1].msg, 'unknown backend "nope" (available: ace-step')
+    t.eq(config.get().generate.backend, nil)
     vim.cmd("Lofi config backend ace-step")
     t.wait(10000, function()
       return #messages >= 2
     end, "the second answer")
     t.contains(messages[2].msg, "backend: ace-step (ready)")
+    t.ok(vim.uv.fs_stat(state), "the choice is saved in " .. state)
+    vim.cmd("Lofi config backend default")
+    t.eq(vim.uv.fs_stat(state), nil, "and forgotten")
+  end)
+
+  t.it("names the backend in use and each backend's status (both backends listed)", function()
+    require("lofi").setup(t.config())
+    local messages = t.capture_notify()
+    vim.cmd("Lofi config backend")
+    t.wait(30000, function()
+      return #messages >= 1
+    end, "the answer")
+    local text = messages[1].msg
+    -- the daemon's default: ace-step, its only installed backend
+    t.contains(text, "backend: ace-step (the daemon's default)")
+    t.contains(text, "ace-step ready, ace-step-1.5 not installed")
+    local backends
+    require("lofi").backends(function(_, result)
+      backends = result
+    end)
+    t.wait(10000, function()
+      return backends ~= nil
+    end, "backends()")
+    local by_name = {}
+    for _, entry in ipairs(backends) do
+      by_name[entry.name] = entry
+    end
+    t.eq(by_name["ace-step"].default, true)
+    t.eq(by_name["ace-step-1.5"].default, false)
+    t.ok(vim.list_contains(by_name["ace-step-1.5"].params, "lyrics"), "1.5 takes lyrics")
+    t.ok(not vim.list_contains(by_name["ace-step"].params, "lyrics"), "v1 does not")
+    -- a song option on v1 is refused by the daemon, naming the backend, and shown as it is
+    local got
+    require("lofi").generate({ prompt = "x", duration = 5, steps = 1, bpm = 80 }, function(err)
+      got = err or false
+    end)
+    t.wait(30000, function()
+      return got ~= nil
+    end, "the answer to generate")
+    t.eq(got and got.name, "INVALID_PARAMETER")
+    t.contains(got.message, "bpm")
+    t.contains(got.message, "ace-step")
+    t.eq(require("lofi.status").backend(), "ace-step")
   end)
 
   t.it("config variant checks the name, and a set variant goes with every generation", function()
@@ -89,6 +150,8 @@ t.describe(":Lofi with a daemon", function()
     local text = messages[2].msg
     t.contains(text, "daemon: running (pid " .. require("lofi.client").pid() .. ", version ")
     t.contains(text, "generating: nothing")
+    t.contains(text, "backend: ace-step (the daemon's default)")
+    t.contains(text, "backends: ace-step ready, ace-step-1.5 not installed")
     t.contains(text, "models: " .. t.env("LOFI_TEST_MODELS") .. " (ready, model version ")
     t.contains(text, "provider: CPUExecutionProvider")
     t.contains(text, "last track: " .. track.path)

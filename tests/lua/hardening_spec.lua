@@ -141,7 +141,11 @@ t.describe(":Lofi generate keys", function()
     vim.cmd("Lofi generate rain durration=6")
     local text = t.joined(messages)
     t.contains(text, "INVALID_OPTION: unknown key `durration`")
-    t.contains(text, "valid keys: duration, format, scheduler, seed, steps")
+    t.contains(
+      text,
+      "valid keys: backend, bpm, duration, format, key, language, lyrics, scheduler, seed, "
+        .. "shift, steps, time_signature, variant;"
+    )
     t.eq(require("lofi.client").pid(), nil, "no daemon was started")
   end)
 

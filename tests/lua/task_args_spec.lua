@@ -256,7 +256,6 @@ t.describe("task requests", function()
       guidance_scale = 12.0,
       cfg_type = "cfg",
       format = "flac",
-      backend = "ace-step",
     })
     local a = build({ task = "retake", src = ID }, track())
     local b = build({ task = "retake", src = ID }, track())

@@ -1,7 +1,8 @@
 """The Neovim plugin's Lua suite, run in a real headless Neovim against the real daemon.
 
 ``nvim -l tests/lua/runner.lua`` runs every ``tests/lua/*_spec.lua`` with the XDG folders in a
-temporary directory, the tiny models and checkpoint from the session fixtures, and a fake hub
+temporary directory, the tiny models and checkpoint from the session fixtures (and the tiny
+ACE-Step 1.5 turbo models, ``LOFI_TEST_TURBO_MODELS``), and a fake hub
 (``HF_ENDPOINT``) serving that checkpoint for ``:Lofi setup``; this test passes when the runner
 exits with 0 and reports no failure.
 """
@@ -35,7 +36,13 @@ def find_nvim() -> str:
     return found
 
 
-def lua_env(tmp_path: Path, models: Path, checkpoint: Path, hub_url: str) -> dict[str, str]:
+def lua_env(
+    tmp_path: Path,
+    models: Path,
+    checkpoint: Path,
+    hub_url: str,
+    turbo_models: Path | None = None,
+) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -58,17 +65,21 @@ def lua_env(tmp_path: Path, models: Path, checkpoint: Path, hub_url: str) -> dic
         LOFI_TEST_PYTHON=sys.executable,
         PYTHONPATH=f"{ROOT}{os.pathsep}{pythonpath}" if pythonpath else str(ROOT),
     )
+    if turbo_models is not None:
+        env["LOFI_TEST_TURBO_MODELS"] = str(turbo_models)
     return env
 
 
 @pytest.mark.slow
-def test_lua_suite(tmp_path: Path, tiny_models: Path, tiny_checkpoint: Path) -> None:
+def test_lua_suite(
+    tmp_path: Path, tiny_models: Path, tiny_checkpoint: Path, turbo_models: Path
+) -> None:
     with FakeHub(tiny_checkpoint, REPO_ID) as hub:
         result = subprocess.run(
             [find_nvim(), "-l", str(RUNNER)],
             check=False,
             cwd=ROOT,
-            env=lua_env(tmp_path, tiny_models, tiny_checkpoint, hub.url),
+            env=lua_env(tmp_path, tiny_models, tiny_checkpoint, hub.url, turbo_models),
             capture_output=True,
             text=True,
             timeout=SUITE_TIMEOUT_SEC,
