@@ -101,19 +101,16 @@ def test_dit_matches_torch(
 def test_vae_decoder_matches_torch(
     turbo_models: Path, turbo_checkpoint: Path, modules: TurboModules, frames: int
 ) -> None:
-    """Against the weight-normed torch VAE. The tiny random VAE is badly conditioned (outputs in
-    the hundreds), so float32 rounding alone moves torch's own output by more than 1e-4: the
-    export must be within 1e-4 or no worse than twice torch's float32 error, both measured
-    against the same module in float64."""
+    """Against the weight-normed torch VAE, run in float64 (the export folds the weight norm, so
+    the two differ by float32 rounding only)."""
     z = torch.randn(1, modules.dit_config.audio_acoustic_hidden_dim, frames, generator=_gen(frames))
     (audio,) = _session(turbo_models, "vae_decoder").run(None, {"latents": z.numpy()})
     assert audio.shape == (1, 2, turbo_layout.SAMPLES_PER_LATENT_FRAME * frames)
     exact = load_turbo_modules(turbo_checkpoint).vae.double()  # its own copy: .double() is in place
     with torch.no_grad():
-        torch32 = modules.vae.decode(z).sample
         reference = exact.decode(z.double()).sample.float()
-    torch_error = _max_diff(torch32.numpy(), reference)
-    assert _max_diff(audio, reference) <= max(TOLERANCE, 2 * torch_error)
+    assert 1.0 < float(reference.abs().max()) < 100.0  # audio-like, and the peak limit runs
+    assert _max_diff(audio, reference) <= TOLERANCE
 
 
 def _gen(seed: int) -> torch.Generator:
