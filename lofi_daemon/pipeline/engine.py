@@ -19,7 +19,7 @@ import numpy as np
 
 from lofi_daemon import __version__, errors
 from lofi_daemon.errors import LofiError
-from lofi_daemon.model.manifest import MANIFEST_NAME, Manifest, load_manifest
+from lofi_daemon.model.manifest import Manifest, load_manifest
 from lofi_daemon.pipeline import audio
 from lofi_daemon.pipeline.decode import DecodeSettings, decode_latents, plan_decode
 from lofi_daemon.pipeline.encode import (
@@ -28,6 +28,7 @@ from lofi_daemon.pipeline.encode import (
     latent_frames_of,
     load_mel_frontend,
 )
+from lofi_daemon.pipeline.installed import ModelDirectory
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.pipeline.progress import ProgressCallback, ProgressTracker, StageTimer
 from lofi_daemon.pipeline.sampling import diffuse, encode_conditions, encode_units, task_scheduler
@@ -77,27 +78,6 @@ class GenerationResult:
         }
 
 
-#: ``(manifest.json, the listed files)``, each as ``(name, inode, size, mtime_ns)`` or None if gone.
-FileStamp = tuple[str, int, int, int] | None
-Fingerprint = tuple[FileStamp, tuple[FileStamp, ...]]
-
-
-def _stamp(path: Path) -> FileStamp:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def disk_fingerprint(models_dir: Path, manifest: Manifest | None) -> Fingerprint:
-    """What changes when the installation is replaced, deleted or damaged on disk."""
-    files = (
-        () if manifest is None else tuple(_stamp(models_dir / n) for n in sorted(manifest.files))
-    )
-    return (_stamp(models_dir / MANIFEST_NAME), files)
-
-
 class Engine:
     """Owns the ONNX sessions of one model directory and runs generations (one at a time)."""
 
@@ -116,25 +96,15 @@ class Engine:
         self.keep_loaded = keep_loaded
         self.decode_settings = decode or DecodeSettings()
         self._sessions = SessionPool(provider, threads)
-        self._manifest: Manifest | None = None
-        self._fingerprint: Fingerprint | None = None  # the disk state _manifest was read from
-        self._stale = (
-            False  # the files changed: drop the tokenizer and sessions before the next run
-        )
+        self._installed = ModelDirectory(self.models_dir, load_manifest)
+        self._stale = False  # the files changed: drop the tokenizer and sessions before a run
         self._tokenizer: PromptTokenizer | None = None
         self._lock = threading.Lock()  # one generation at a time
 
     # -- models ---------------------------------------------------------------------------------
     @property
     def manifest(self) -> Manifest:
-        if self._manifest is None:
-            fingerprint = disk_fingerprint(self.models_dir, None)
-            manifest = load_manifest(self.models_dir)
-            self._manifest = manifest
-            self._fingerprint = disk_fingerprint(self.models_dir, manifest)
-            if self._fingerprint[0] != fingerprint[0]:  # the manifest changed while being read
-                self._fingerprint = None
-        return self._manifest
+        return self._installed.manifest
 
     def _check_disk(self) -> None:
         """Forget the cached manifest when the model files changed on disk (cheap: stats only).
@@ -142,12 +112,7 @@ class Engine:
         Sessions and the tokenizer are dropped before the next generation (not now: one may be
         running on them).
         """
-        manifest = self._manifest
-        if manifest is None:
-            return
-        if disk_fingerprint(self.models_dir, manifest) != self._fingerprint:
-            self._manifest = None
-            self._fingerprint = None
+        if self._installed.changed():
             self._stale = True
 
     @property
@@ -160,24 +125,7 @@ class Engine:
 
     def status(self) -> dict[str, Any]:
         """The installation's state as on disk now (the model files are re-checked each time)."""
-        self._check_disk()
-        try:
-            manifest = self.manifest
-        except LofiError as exc:
-            state = "not_installed" if exc.code == errors.MODEL_NOT_FOUND else "error"
-            return {
-                "status": state,
-                "message": exc.message,
-                "remedy": exc.remedy,
-                "model_version": None,
-                "providers": self.providers_in_use(),
-            }
-        return {
-            "status": "ready",
-            "message": "ready",
-            "model_version": manifest.model_version,
-            "providers": self.providers_in_use(),
-        }
+        return self._installed.status(self.providers_in_use())
 
     def close(self) -> None:
         self._sessions.clear()
@@ -188,8 +136,7 @@ class Engine:
         Waits for a running generation to finish; the next use reads the model directory again.
         """
         with self._lock:
-            self._manifest = None
-            self._fingerprint = None
+            self._installed.forget()
             self._stale = False
             self._tokenizer = None
             self._sessions.clear()

@@ -25,9 +25,9 @@ import numpy as np
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.model import turbo_layout as tl
-from lofi_daemon.model.manifest import MANIFEST_NAME
 from lofi_daemon.pipeline import audio
-from lofi_daemon.pipeline.engine import FileStamp, GenerationResult
+from lofi_daemon.pipeline.engine import GenerationResult
+from lofi_daemon.pipeline.installed import ModelDirectory
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.pipeline.progress import ProgressCallback, ProgressTracker, StageTimer
 from lofi_daemon.pipeline.sessions import GraphRunner, SessionPool
@@ -38,22 +38,6 @@ from lofi_daemon.turbo.schedule import dit_velocity, euler, timesteps
 from lofi_daemon.turbo.tokens import TurboTokenizer
 
 log = logging.getLogger(__name__)
-
-Fingerprint = tuple[FileStamp, tuple[FileStamp, ...]]
-
-
-def _stamp(path: Path) -> FileStamp:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (path.name, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def disk_fingerprint(models_dir: Path, manifest: TurboManifest | None) -> Fingerprint:
-    """What changes when the installation is replaced, deleted or damaged on disk."""
-    names = () if manifest is None else sorted(manifest.files)
-    return (_stamp(models_dir / MANIFEST_NAME), tuple(_stamp(models_dir / n) for n in names))
 
 
 @dataclass(frozen=True)
@@ -115,8 +99,7 @@ class TurboEngine:
         self.threads = threads
         self.keep_loaded = keep_loaded
         self._sessions = SessionPool(provider, threads)
-        self._manifest: TurboManifest | None = None
-        self._fingerprint: Fingerprint | None = None
+        self._installed = ModelDirectory(self.models_dir, load_turbo_manifest)
         self._stale = False  # files changed: drop the tokenizer, arrays and sessions before a run
         self._tokenizer: TurboTokenizer | None = None
         self._arrays: Arrays | None = None
@@ -125,22 +108,11 @@ class TurboEngine:
     # -- models ---------------------------------------------------------------------------------
     @property
     def manifest(self) -> TurboManifest:
-        if self._manifest is None:
-            before = disk_fingerprint(self.models_dir, None)
-            manifest = load_turbo_manifest(self.models_dir)
-            self._manifest = manifest
-            self._fingerprint = disk_fingerprint(self.models_dir, manifest)
-            if self._fingerprint[0] != before[0]:  # the manifest changed while being read
-                self._fingerprint = None
-        return self._manifest
+        return self._installed.manifest
 
     def _check_disk(self) -> None:
         """Forget the cached manifest when the model files changed on disk (stats only)."""
-        if self._manifest is None:
-            return
-        if disk_fingerprint(self.models_dir, self._manifest) != self._fingerprint:
-            self._manifest = None
-            self._fingerprint = None
+        if self._installed.changed():
             self._stale = True
 
     @property
@@ -153,24 +125,7 @@ class TurboEngine:
 
     def status(self) -> dict[str, Any]:
         """The installation's state as on disk now (the model files are re-checked each time)."""
-        self._check_disk()
-        try:
-            manifest = self.manifest
-        except LofiError as exc:
-            state = "not_installed" if exc.code == errors.MODEL_NOT_FOUND else "error"
-            return {
-                "status": state,
-                "message": exc.message,
-                "remedy": exc.remedy,
-                "model_version": None,
-                "providers": self.providers_in_use(),
-            }
-        return {
-            "status": "ready",
-            "message": "ready",
-            "model_version": manifest.model_version,
-            "providers": self.providers_in_use(),
-        }
+        return self._installed.status(self.providers_in_use())
 
     def close(self) -> None:
         self._sessions.clear()
@@ -185,8 +140,7 @@ class TurboEngine:
             self._stale = False
 
     def _forget(self) -> None:
-        self._manifest = None
-        self._fingerprint = None
+        self._installed.forget()
         self._tokenizer = None
         self._arrays = None
         self._sessions.clear()
