@@ -162,9 +162,11 @@ def _install(tiny_models: Path, models: Path) -> None:
 
 
 def _backend(client: RpcClient) -> dict[str, Any]:
+    """The v1 entry of ``backends.list`` (the damaged folder is v1's)."""
     backends = client.result("backends.list", timeout=60)
-    assert isinstance(backends, list) and len(backends) == 1
-    entry: dict[str, Any] = backends[0]
+    assert isinstance(backends, list)
+    (entry,) = [b for b in backends if b["name"] == "ace-step"]
+    assert isinstance(entry, dict)
     return entry
 
 
