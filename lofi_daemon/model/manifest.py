@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ MANIFEST_NAME = "manifest.json"
 SUPPORTED_SCHEMA = 1
 REQUIRED_GRAPHS = ("text_encoder", "condition_encoder", "denoiser", "dcae_decoder", "vocoder")
 HASH_CHUNK = 16 << 20
+V1_REPAIR_REMEDY = "Run :Lofi setup ace-step to repair the installation."
 OTHER_BACKEND = turbo_layout.BACKEND  # its manifests say so; v1 ones have no "backend" key
 
 
@@ -126,26 +128,25 @@ def load_manifest(root: Path) -> Manifest:
     missing = [g for g in REQUIRED_GRAPHS if g not in graphs]
     if missing:
         raise _invalid(root, f"graph(s) missing: {', '.join(missing)}")
-    check_files_present(manifest)
+    check_files_present(root, manifest.files)
     return manifest
 
 
-def check_files_present(manifest: Manifest) -> None:
-    """Every listed file exists with its recorded size (cheap; see :func:`verify_hashes`)."""
-    for name, info in manifest.files.items():
-        file = manifest.root / name
+def check_files_present(
+    root: Path, files: Mapping[str, Any], remedy: str = V1_REPAIR_REMEDY
+) -> None:
+    """Every file in a manifest's ``files`` exists under ``root`` with its recorded size (cheap;
+    see :func:`verify_hashes`). Both backends' loaders use it, each with its own ``remedy``."""
+    for name, info in files.items():
+        file = root / name
         if not file.is_file():
-            raise LofiError(
-                errors.MODEL_NOT_FOUND,
-                f"model file missing: {file}",
-                remedy="Run :Lofi setup ace-step to repair the installation.",
-            )
+            raise LofiError(errors.MODEL_NOT_FOUND, f"model file missing: {file}", remedy=remedy)
         size = file.stat().st_size
         if "size" in info and size != int(info["size"]):
             raise LofiError(
                 errors.MODEL_LOAD_FAILED,
                 f"model file {file} has {size} bytes, the manifest says {info['size']}",
-                remedy="Run :Lofi setup ace-step to repair the installation.",
+                remedy=remedy,
             )
 
 
@@ -166,7 +167,7 @@ def verify_hashes(manifest: Manifest, progress: Any = None) -> None:
             raise LofiError(
                 errors.MODEL_LOAD_FAILED,
                 f"checksum mismatch for {manifest.root / name}",
-                remedy="Run :Lofi setup ace-step to repair the installation.",
+                remedy=V1_REPAIR_REMEDY,
             )
         if progress is not None:
             progress(index + 1, len(items), name)

@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.model import turbo_layout
-from lofi_daemon.model.manifest import MANIFEST_NAME, GraphInfo
+from lofi_daemon.model.manifest import MANIFEST_NAME, GraphInfo, check_files_present
 
 SUPPORTED_SCHEMA = 1
 SETUP_REMEDY = "Run :Lofi setup ace-step-1.5 (or lofi-daemon setup ace-step-1.5)"
@@ -215,22 +215,5 @@ def load_turbo_manifest(root: Path) -> TurboManifest:
     unlisted = [name for name in needed if name not in manifest.files]
     if unlisted:
         raise _invalid(root, f"files does not list {', '.join(sorted(unlisted))}")
-    check_files_present(manifest)
+    check_files_present(root, manifest.files, REPAIR_REMEDY)
     return manifest
-
-
-def check_files_present(manifest: TurboManifest) -> None:
-    """Every listed file exists with its recorded size (cheap: stats only)."""
-    for name, info in manifest.files.items():
-        file = manifest.root / name
-        if not file.is_file():
-            raise LofiError(
-                errors.MODEL_NOT_FOUND, f"model file missing: {file}", remedy=REPAIR_REMEDY
-            )
-        size = file.stat().st_size
-        if "size" in info and size != int(info["size"]):
-            raise LofiError(
-                errors.MODEL_LOAD_FAILED,
-                f"model file {file} has {size} bytes, the manifest says {info['size']}",
-                remedy=REPAIR_REMEDY,
-            )
