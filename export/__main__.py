@@ -5,7 +5,10 @@ still tell the user exactly what to install.
 
 Subcommands: ``onnx`` (checkpoint → model directory; ``--progress json`` for the event lines of
 :mod:`.progress`; an ACE-Step 1.5 checkpoint is recognised by its folders, :mod:`.turbo.detect`),
-``tiny`` (a random-weight checkpoint; ``--model ace-step-1.5`` for the 1.5 layout) and ``bench-torch`` (ONNX Runtime vs the
+``tiny`` (a random-weight checkpoint; ``--model ace-step-1.5`` for the 1.5 layout),
+``to-fp16`` (an fp32 model directory → its fp16 set, :mod:`.precision_dir`), ``compare-precision``
+(an fp16 model directory vs its fp32 one, :mod:`.precision_check`) and
+``bench-torch`` (ONNX Runtime vs the
 torch modules; ``lofi-daemon bench --checkpoint`` runs it as a child process and reads the one JSON
 object it prints). Errors are one ``lofi-export: error: ...`` line on stderr; the exit status is 2
 when the export extra is missing and 1 for any other error.
@@ -54,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     onnx.add_argument("checkpoint_dir", type=Path)
     onnx.add_argument("models_dir", type=Path)
-    onnx.add_argument("--precision", default="fp32", choices=["fp32"])
+    onnx.add_argument(
+        "--precision",
+        default=None,
+        choices=["fp32", "fp16"],
+        help="fp32 (default), or fp16: fp16 weights and matrix products with fp32 islands, about "
+        "half the disk (docs/precision.md); with --base, the base directory's precision",
+    )
     onnx.add_argument("--force", action="store_true", help="replace an existing model directory")
     onnx.add_argument(
         "--progress",
@@ -86,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny", help="write a random-weight checkpoint in the official layout")
     tiny.add_argument("checkpoint_dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--preset", default="tiny", choices=["tiny", "full"])
+    tiny.add_argument(
+        "--preset",
+        default="tiny",
+        choices=["tiny", "wide", "full"],
+        help="tiny (test widths), full (official sizes) or wide (official widths, 2 layers)",
+    )
     tiny.add_argument(
         "--model",
         default=MODEL_V1,
@@ -109,6 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--provider", default="auto", help="ONNX Runtime provider (as lofi-daemon)")
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    half = sub.add_parser(
+        "to-fp16",
+        help="write the fp16 set of an exported fp32 model directory (no checkpoint needed)",
+    )
+    half.add_argument("fp32_dir", type=Path)
+    half.add_argument("models_dir", type=Path, help="where the fp16 model directory goes")
+    half.add_argument("--force", action="store_true", help="replace an existing folder")
+
+    check = sub.add_parser(
+        "compare-precision",
+        help="compare an fp16 model directory with the fp32 one exported from the same "
+        "checkpoint: per-graph SNR and max error on random inputs, optionally one track each "
+        "(prints one JSON object)",
+    )
+    check.add_argument("fp32_dir", type=Path)
+    check.add_argument("fp16_dir", type=Path)
+    check.add_argument("--frames", type=int, default=16, help="size of every free dimension")
+    check.add_argument(
+        "--duration", type=float, default=None, help="also generate this many seconds with each"
+    )
     return parser
 
 
@@ -137,6 +171,15 @@ def _run(args: argparse.Namespace, events: ProgressFn | None) -> int:
             _tiny(args)
         elif args.command == "bench-torch":
             return _bench_torch(args)
+        elif args.command == "to-fp16":
+            from .precision_dir import convert_model_dir
+
+            print(convert_model_dir(args.fp32_dir, args.models_dir, force=args.force))
+        elif args.command == "compare-precision":
+            from .precision_check import precision_report
+
+            report = precision_report(args.fp32_dir, args.fp16_dir, args.frames, args.duration)
+            print(json.dumps(report, indent=1))
         elif _backend_of(args.checkpoint_dir) == MODEL_TURBO:
             path = _onnx_turbo(args, events)
             if events is not None:
@@ -216,7 +259,13 @@ def _onnx_turbo(args: argparse.Namespace, events: ProgressFn | None) -> Path:
             f"{', '.join(v1_only)}: not supported for an ACE-Step 1.5 checkpoint "
             f"({args.checkpoint_dir}); LoRA merging exists for ACE-Step v1 only"
         )
-    return export_turbo(args.checkpoint_dir, args.models_dir, force=args.force, progress=events)
+    return export_turbo(
+        args.checkpoint_dir,
+        args.models_dir,
+        precision=args.precision or "fp32",
+        force=args.force,
+        progress=events,
+    )
 
 
 def _fail(events: ProgressFn | None, kind: ErrorKind, message: str) -> int:

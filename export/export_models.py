@@ -37,12 +37,13 @@ from .manifest_writer import write_manifest
 from .modules.vocoder import infer_vocoder_config
 from .onnx_writer import INLINE_LIMIT_BYTES, ExportedGraph, WeightLookup, export_graph
 from .opened_checkpoint import OpenCheckpoint, open_checkpoint
+from .precision import fp16_graph_set
 from .progress import ProgressFn, graph_event, graph_start_event, start_event
 from .variant import export_variant
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "fp16")
 
 
 def _lookup(source: TensorSource, lora: Lora | None = None) -> WeightLookup:
@@ -61,7 +62,7 @@ def export_models(
     checkpoint_dir: Path,
     models_dir: Path,
     *,
-    precision: str = "fp32",
+    precision: str | None = None,
     force: bool = False,
     inline_limit: int = INLINE_LIMIT_BYTES,
     progress: ProgressFn | None = None,
@@ -76,11 +77,14 @@ def export_models(
     ``progress`` receives the ``start`` event once the checkpoint is validated and one ``graph``
     event per graph file written (see :mod:`.progress`); the caller reports ``done``/``error``.
 
+    ``precision`` (default fp32; with ``lora.base``, the base's) ``"fp16"`` writes fp16 weights and matrix products with fp32 islands
+    (:mod:`.precision`); each graph is exported in fp32 first, then converted.
+
     Raises:
         ExportError: the checkpoint is invalid, ``models_dir`` is a non-empty folder and
             ``force`` is false, or a graph cannot be exported or written.
     """
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise ExportError(
             f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}"
         )
@@ -97,9 +101,11 @@ def export_models(
             lora.base,
             merged,
             export_graphs=export_all_graphs,
+            precision=precision,
             inline_limit=inline_limit,
             progress=progress,
         )
+    precision = precision or "fp32"
     notify = progress or (lambda _event: None)
     total = len(GRAPH_NAMES)
     written = 0
@@ -115,14 +121,19 @@ def export_models(
     staging = staging_dir(models_dir)
     try:
         notify(start_event(total))
+        scratch = staging / ".fp32" if precision == "fp16" else staging
+        scratch.mkdir(exist_ok=True)
         graphs = export_all_graphs(
             ckpt,
-            staging,
+            scratch,
             inline_limit=inline_limit,
             on_graph=on_graph,
             on_graph_start=on_graph_start,
             lora=merged,
         )
+        if scratch != staging:
+            graphs = fp16_graph_set(graphs, staging)
+            remove_tree(scratch)
         shutil.copyfile(ckpt.text_encoder.folder / "tokenizer.json", staging / "tokenizer.json")
         _write_mel_frontend(ckpt, staging)
         write_manifest(

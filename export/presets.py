@@ -8,7 +8,7 @@ registered in ``text2music_diffusion_process``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .modules.conformer import ConformerConfig
@@ -105,4 +105,16 @@ TINY = Preset(
     vocoder=VocoderConfig.tiny(),
 )
 
-PRESETS = {"tiny": TINY, "full": FULL}
+#: Full widths, few layers (2 transformer blocks, 2 UMT5 layers, 2 conformer blocks; the DCAE and
+#: vocoder as in ``full``): real-width numerics, e.g. the fp16-vs-fp32 check, at a fraction of the
+#: size. ERG's layer ranges fall outside the 2 blocks and are skipped, as the runtime does.
+WIDE = Preset(
+    name="wide",
+    transformer=replace(FULL.transformer, num_layers=2),
+    conformer=replace(FULL.conformer, num_blocks=2),
+    umt5=_umt5(768, 64, 2048, 2, 12),
+    dcae=FULL.dcae,
+    vocoder=FULL.vocoder,
+)
+
+PRESETS = {"tiny": TINY, "wide": WIDE, "full": FULL}

@@ -26,6 +26,7 @@ from .lora import Lora
 from .manifest_writer import source_files, write_manifest
 from .onnx_writer import INLINE_LIMIT_BYTES, ExportedGraph
 from .opened_checkpoint import OpenCheckpoint
+from .precision import fp16_graph_set
 from .progress import ProgressFn, graph_event, graph_start_event, start_event
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def export_variant(
     lora: Lora,
     *,
     export_graphs: ExportGraphs,
+    precision: str | None = None,
     inline_limit: int = INLINE_LIMIT_BYTES,
     progress: ProgressFn | None = None,
 ) -> Path:
@@ -82,6 +84,11 @@ def export_variant(
             than ``ckpt``; or an export or write fails.
     """
     base = _base_manifest(base_dir)
+    if precision is not None and precision != base.precision:
+        raise ExportError(
+            f"--precision {precision} differs from the base directory's ({base.precision}); "
+            "a variant shares the base's graphs, so it has the base's precision"
+        )
     source = source_files(ckpt)
     recorded = base.raw.get("source", {}).get("files", {})
     if {k: v.get("sha256") for k, v in recorded.items()} != {
@@ -108,9 +115,11 @@ def export_variant(
     try:
         notify(start_event(total))
         how = share_files(base, staging, shared)
+        scratch = staging / ".fp32" if base.precision == "fp16" else staging
+        scratch.mkdir(exist_ok=True)
         graphs = export_graphs(
             ckpt,
-            staging,
+            scratch,
             inline_limit=inline_limit,
             only=changed,
             on_graph=on_graph,
@@ -119,6 +128,9 @@ def export_variant(
             ),
             lora=lora,
         )
+        if scratch != staging:
+            graphs = fp16_graph_set(graphs, staging)
+            remove_tree(scratch)
         record: dict[str, Any] = {
             **lora.record(),
             "base": {"model_version": base.model_version, "files": how},

@@ -75,4 +75,11 @@ def tiny_models(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
     return _build_once(path, "onnx", str(tiny_checkpoint), str(path))
 
 
-from turbo_fixtures import turbo_checkpoint, turbo_models  # noqa: F401
+@pytest.fixture(scope="session")
+def fp16_models(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fp16 set of ``tiny_models`` (``lofi-export to-fp16``)."""
+    path = _fixture_dir(tmp_path_factory, "models-fp16") / "ace-step"
+    return _build_once(path, "to-fp16", str(tiny_models), str(path))
+
+
+from turbo_fixtures import turbo_checkpoint, turbo_fp16_models, turbo_models  # noqa: F401

@@ -27,3 +27,12 @@ def turbo_models(turbo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
 
     path = _fixture_dir(tmp_path_factory, "turbo-models") / "ace-step-1.5"
     return _build_once(path, "onnx", str(turbo_checkpoint), str(path))
+
+
+@pytest.fixture(scope="session")
+def turbo_fp16_models(turbo_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fp16 set of ``turbo_models`` (``lofi-export to-fp16``)."""
+    from conftest import _build_once, _fixture_dir
+
+    path = _fixture_dir(tmp_path_factory, "turbo-models-fp16") / "ace-step-1.5"
+    return _build_once(path, "to-fp16", str(turbo_models), str(path))

@@ -34,13 +34,14 @@ from ..checkpoint import Component, TensorSource, open_component
 from ..errors import CheckpointError, ExportError
 from ..manifest_writer import graph_entry
 from ..onnx_writer import INLINE_LIMIT_BYTES, ExportedGraph
+from ..precision import fp16_graph_set
 from ..progress import ProgressFn, graph_event, graph_start_event, start_event
 from . import graphs as turbo_graphs
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-PRECISION = "fp32"
+PRECISIONS = ("fp32", "fp16")
 EMBED_TOKENS_KEY = "embed_tokens.weight"
 
 
@@ -109,20 +110,23 @@ def open_turbo_checkpoint(root: Path) -> TurboCheckpoint:
     return ckpt
 
 
-def model_version(ckpt: TurboCheckpoint) -> str:
-    """``ace-step-1.5-turbo-<12 hex>``: sha256 of the DiT config.json and safetensors header."""
+def model_version(ckpt: TurboCheckpoint, precision: str = "fp32") -> str:
+    """``ace-step-1.5-turbo-<12 hex>`` (``-fp16-`` before the digest for an fp16 set): sha256 of
+    the DiT config.json and safetensors header."""
     digest = hashlib.sha256((ckpt.dit.folder / "config.json").read_bytes())
     with ckpt.dit.weights_path.open("rb") as handle:
         prefix = handle.read(8)
         (length,) = struct.unpack("<Q", prefix)
         digest.update(prefix + handle.read(length))
-    return f"{turbo_layout.BACKEND}-{turbo_layout.VARIANT}-{digest.hexdigest()[:12]}"
+    tag = "" if precision == "fp32" else f"-{precision}"
+    return f"{turbo_layout.BACKEND}-{turbo_layout.VARIANT}{tag}-{digest.hexdigest()[:12]}"
 
 
 def export_turbo(
     checkpoint_dir: Path,
     models_dir: Path,
     *,
+    precision: str = "fp32",
     force: bool = False,
     inline_limit: int = INLINE_LIMIT_BYTES,
     progress: ProgressFn | None = None,
@@ -136,6 +140,10 @@ def export_turbo(
         ExportError: the checkpoint is invalid, ``models_dir`` is a non-empty folder and
             ``force`` is false, or a graph cannot be exported or written.
     """
+    if precision not in PRECISIONS:
+        raise ExportError(
+            f"unsupported precision {precision!r}; supported: {', '.join(PRECISIONS)}"
+        )
     ckpt = open_turbo_checkpoint(checkpoint_dir)
     if models_dir.exists() and not models_dir.is_dir():
         raise ExportError(f"{models_dir}: exists and is not a folder")
@@ -158,20 +166,25 @@ def export_turbo(
     staging = staging_dir(models_dir)
     try:
         notify(start_event(total))
+        scratch = staging / ".fp32" if precision == "fp16" else staging
+        scratch.mkdir(exist_ok=True)
         graphs = turbo_graphs.export_turbo_graphs(
             ckpt.dit,
             ckpt.vae,
             ckpt.text,
-            staging,
+            scratch,
             inline_limit=inline_limit,
             on_graph=on_graph,
             on_graph_start=on_graph_start,
         )
+        if scratch != staging:
+            graphs = fp16_graph_set(graphs, staging)
+            remove_tree(scratch)
         _write_arrays(ckpt, staging)
         shutil.copyfile(
             ckpt.text.folder / turbo_layout.TOKENIZER_FILE, staging / turbo_layout.TOKENIZER_FILE
         )
-        write_turbo_manifest(staging, ckpt, graphs)
+        write_turbo_manifest(staging, ckpt, graphs, precision)
         replace_dir(staging, models_dir)
     except BaseException:
         remove_tree(staging)
@@ -216,7 +229,7 @@ def _constants(ckpt: TurboCheckpoint) -> dict[str, Any]:
 
 
 def write_turbo_manifest(
-    out: Path, ckpt: TurboCheckpoint, graphs: list[ExportedGraph]
+    out: Path, ckpt: TurboCheckpoint, graphs: list[ExportedGraph], precision: str = "fp32"
 ) -> dict[str, Any]:
     """Write ``out/manifest.json`` (every other file in ``out`` must be final) and return it."""
     entries = {g.name: graph_entry(g) for g in graphs}
@@ -232,8 +245,8 @@ def write_turbo_manifest(
         "schema_version": SCHEMA_VERSION,
         "backend": turbo_layout.BACKEND,
         "variant": turbo_layout.VARIANT,
-        "model_version": model_version(ckpt),
-        "precision": PRECISION,
+        "model_version": model_version(ckpt, precision),
+        "precision": precision,
         "graphs": {name: entries[name] for name in turbo_layout.GRAPHS},
         "arrays": {name: {"file": f"{name}.npy"} for name in turbo_layout.ARRAYS},
         "tokenizer": {"file": turbo_layout.TOKENIZER_FILE},

@@ -11,7 +11,7 @@ Each dataclass writes the upstream ``config.json`` (``to_json_dict``) and reads 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import CheckpointError, ExportError
@@ -301,7 +301,21 @@ FULL_PRESET = TurboPreset(
     vae=vae_config(128, 128, 64),
 )
 
-PRESETS: dict[str, TurboPreset] = {TINY.name: TINY, FULL_PRESET.name: FULL_PRESET}
+#: Full widths, two layers per stack: the fp16-vs-fp32 check at real widths, in seconds.
+WIDE = TurboPreset(
+    name="wide",
+    text=replace(FULL_PRESET.text, num_hidden_layers=2),
+    dit=replace(
+        FULL_PRESET.dit,
+        num_hidden_layers=2,
+        num_lyric_encoder_hidden_layers=2,
+        num_timbre_encoder_hidden_layers=2,
+        layer_types=(),
+    ),
+    vae=FULL_PRESET.vae,
+)
+
+PRESETS: dict[str, TurboPreset] = {p.name: p for p in (TINY, WIDE, FULL_PRESET)}
 
 
 def turbo_preset(name: str) -> TurboPreset:
