@@ -16,7 +16,7 @@ from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.install.backend_spec import backend_spec, spec_for_repo
 from lofi_daemon.install.installer import run_install
-from lofi_daemon.install.options import InstallOptions
+from lofi_daemon.install.options import PRECISION_CHOICES, InstallOptions
 from lofi_daemon.install.plan import InstallPlan
 from lofi_daemon.install.progress import format_bytes
 from lofi_daemon.install.variant import VariantOptions, run_variant_install
@@ -64,6 +64,13 @@ def add_setup_parser(sub: argparse._SubParsersAction) -> None:
         help="only check the installed files against their sha256 and exit",
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISION_CHOICES,
+        help="the graph set to export: fp16 (half the disk; fp16 weights and matrix products, "
+        "fp32 islands), fp32, or auto: fp16 when a CUDA GPU works here, else fp32 (default)",
+    )
     p.add_argument(
         "--lora",
         default=None,
@@ -158,6 +165,7 @@ def run_setup_cli(args: argparse.Namespace) -> int:
             keep_download=args.keep_download,
             revision=args.revision,
             backend=backend,
+            precision=args.precision,
         )
         confirm = ask_download if not args.yes and sys.stdin.isatty() else None
         if args.lora is not None:

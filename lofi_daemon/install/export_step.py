@@ -121,9 +121,12 @@ class ExportStatus:
 def exporter_command(
     options: InstallOptions, checkpoint_dir: Path, out: Path, extra: Sequence[str] = ()
 ) -> list[str]:
-    """The exporter's command line; ``extra`` (e.g. ``--lora ...``) goes last."""
+    """The exporter's command line; ``extra`` (e.g. ``--lora ...``) goes last. A variant
+    (``--base`` in ``extra``) has its base's precision; anything else gets ``--precision``."""
     exporter = options.exporter or (sys.executable, "-m", "lofi_export")
     args = ["--log-level", "INFO", "onnx", str(checkpoint_dir), str(out), "--force"]
+    if "--base" not in extra:
+        args += ["--precision", options.export_precision()]
     return [*exporter, *args, "--progress", "json", *extra]
 
 

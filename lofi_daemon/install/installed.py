@@ -29,6 +29,9 @@ class ModelManifest(Protocol):
     def model_version(self) -> str: ...
 
     @property
+    def precision(self) -> str: ...
+
+    @property
     def files(self) -> dict[str, dict[str, Any]]: ...
 
     @property

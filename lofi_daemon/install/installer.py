@@ -127,7 +127,8 @@ def _current_installation(options: InstallOptions, report: Reporter) -> ModelMan
     """The verified installation to leave alone, or None when the setup has work to do.
 
     From the hub, any verified installation will do. From a local checkpoint, only one exported
-    from the same files (the manifest records the sha256 of every checkpoint file it read).
+    from the same files (the manifest records the sha256 of every checkpoint file it read). An
+    explicit precision (not ``auto``) must also be the installed one.
     """
     if options.checkpoint is not None:
         try:
@@ -141,6 +142,13 @@ def _current_installation(options: InstallOptions, report: Reporter) -> ModelMan
         if not same_checkpoint(options.checkpoint, recorded, options.spec.allow_patterns):
             return None
     existing = installed_manifest(options.models_dir, report, options.backend)
+    if existing is not None and options.precision not in ("auto", existing.precision):
+        log.info(
+            "the installed models are %s, %s was asked for: exporting again",
+            existing.precision,
+            options.precision,
+        )
+        return None
     if existing is not None:
         where = f" from {options.checkpoint}" if options.checkpoint is not None else ""
         log.info(

@@ -18,10 +18,13 @@ finds and removes what a killed run left there.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from lofi_daemon import errors
+from lofi_daemon.errors import LofiError
 from lofi_daemon.install.backend_spec import V1_SPEC, BackendSpec, backend_spec
 from lofi_daemon.model.backends import DEFAULT_BACKEND
 from lofi_daemon.paths import default_models_dir
@@ -34,6 +37,23 @@ DEFAULT_ENDPOINT: Final = "https://huggingface.co"
 ALLOW_PATTERNS: Final = V1_SPEC.allow_patterns
 #: Without these a v1 checkpoint folder (or a hub revision) cannot be exported.
 REQUIRED_FILES: Final = V1_SPEC.required_files
+
+
+#: ``setup --precision`` values.
+PRECISION_CHOICES: Final = ("auto", "fp32", "fp16")
+
+
+def resolve_precision(choice: str, providers: Sequence[str] | None = None) -> str:
+    """``auto`` → ``fp16`` when CUDA really runs here (``providers``: the working providers,
+    probed when not given), else ``fp32``; an explicit ``fp32``/``fp16`` is returned as is."""
+    if choice != "auto":
+        return choice
+    if providers is None:
+        # Imported here: probing loads onnxruntime, which the setup CLI does not need otherwise.
+        from lofi_daemon.pipeline.providers import working_providers
+
+        providers = working_providers()
+    return "fp16" if "CUDAExecutionProvider" in providers else "fp32"
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,9 @@ class InstallOptions:
             ``--log-level INFO onnx CHECKPOINT OUT --force --progress json`` and must report its
             progress as :mod:`lofi_daemon.install.export_step` describes.
         backend: the backend to install (``ace-step`` or ``ace-step-1.5``).
+        precision: the graph set to export: ``fp32``, ``fp16`` (fp16 weights and matrix
+            products with fp32 islands: about half the disk, for GPUs) or ``auto`` (fp16 when a
+            CUDA GPU works here, else fp32; :func:`resolve_precision`).
     """
 
     models_dir: Path = field(default_factory=default_models_dir)
@@ -67,11 +90,21 @@ class InstallOptions:
     endpoint: str | None = None
     exporter: tuple[str, ...] | None = None
     backend: str = DEFAULT_BACKEND
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         spec = backend_spec(self.backend)  # refuses an unknown backend
+        if self.precision not in PRECISION_CHOICES:
+            raise LofiError(
+                errors.INVALID_PARAMETER,
+                f"unknown precision {self.precision!r}; use one of {', '.join(PRECISION_CHOICES)}",
+            )
         if not self.repo_id:
             object.__setattr__(self, "repo_id", spec.repo_id)
+
+    def export_precision(self) -> str:
+        """``fp32`` or ``fp16``: ``precision`` with ``auto`` resolved on this machine."""
+        return resolve_precision(self.precision)
 
     @property
     def spec(self) -> BackendSpec:

@@ -26,6 +26,9 @@ class InstalledManifest(Protocol):
     @property
     def model_version(self) -> str: ...
 
+    @property
+    def precision(self) -> str: ...
+
 
 M = TypeVar("M", bound=InstalledManifest)
 
@@ -91,11 +94,13 @@ class ModelDirectory(Generic[M]):
                 "message": exc.message,
                 "remedy": exc.remedy,
                 "model_version": None,
+                "precision": None,
                 "providers": providers,
             }
         return {
             "status": "ready",
             "message": "ready",
             "model_version": manifest.model_version,
+            "precision": manifest.precision,
             "providers": providers,
         }

@@ -50,6 +50,7 @@ class InstallRequest:
     confirm: bool = False
     checkpoint: Path | None = None
     force: bool = False
+    precision: str = "auto"
 
 
 @dataclass
@@ -204,6 +205,7 @@ class InstallRunner:
             assume_yes=request.confirm,
             force=request.force,
             backend=request.backend,
+            precision=request.precision,
             **self._extra_options,
         )
 

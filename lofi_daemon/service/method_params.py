@@ -9,11 +9,12 @@ from typing import Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.install.options import PRECISION_CHOICES
 from lofi_daemon.model.backends import NAMES
 from lofi_daemon.pipeline.backend_params import check_backend_name
 from lofi_daemon.service.install_jobs import SetupRequest
 
-SETUP_PARAMS: Final = ("backend", "confirm", "checkpoint", "force")
+SETUP_PARAMS: Final = ("backend", "confirm", "checkpoint", "force", "precision")
 #: ``generate``'s ``metadata`` keys -> the GenerationParams field each sets.
 METADATA_KEYS: Final = {
     "bpm": "bpm",
@@ -95,8 +96,15 @@ def setup_request(params: dict[str, Any]) -> SetupRequest:
     checkpoint = params.get("checkpoint")
     if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
         raise LofiError(errors.INVALID_PARAMS, "checkpoint must be a folder path (a string)")
+    precision = params.get("precision", "auto")
+    if precision not in PRECISION_CHOICES:
+        raise LofiError(
+            errors.INVALID_PARAMS,
+            f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}",
+        )
     return SetupRequest(
         backend=backend,
+        precision=precision,
         confirm=params.get("confirm", False),
         checkpoint=Path(checkpoint).expanduser() if checkpoint is not None else None,
         force=params.get("force", False),

@@ -12,8 +12,11 @@ local notify, notify_error = user.notify, user.notify_error
 --- Split `:Lofi generate` arguments into options and the prompt (see `lofi.generate_args`).
 M.parse_generate = generate_args.parse
 
+--- The graph sets `:Lofi setup precision=` accepts (the daemon's `setup --precision`).
+local PRECISIONS = { "auto", "fp16", "fp32" }
+
 --- `:Lofi setup` arguments: the backend (default: the configured one, else ace-step),
---- `checkpoint=DIR`, and the flags `force` and `yes`.
+--- `checkpoint=DIR`, `precision=auto|fp16|fp32`, and the flags `force` and `yes`.
 ---@param args string[]
 ---@return lofi.SetupOpts? opts
 ---@return string? err
@@ -26,12 +29,21 @@ function M.parse_setup(args)
         return nil, "`checkpoint=` needs a folder"
       end
       opts.checkpoint = value
+    elseif key == "precision" then
+      if not vim.tbl_contains(PRECISIONS, value) then
+        return nil, string.format("`precision=` takes %s", table.concat(PRECISIONS, ", "))
+      end
+      opts.precision = value
     elseif arg == "force" or arg == "yes" then
       opts[arg] = true
     elseif i == 1 and not key then
       opts.backend = arg
     else
-      return nil, string.format("unknown setup argument %q (use checkpoint=DIR, force, yes)", arg)
+      return nil,
+        string.format(
+          "unknown setup argument %q (use checkpoint=DIR, precision=auto|fp16|fp32, force, yes)",
+          arg
+        )
     end
   end
   return opts, nil
@@ -162,7 +174,8 @@ M.subcommands = {
     end,
   },
   setup = {
-    usage = "setup [ace-step|ace-step-1.5] [checkpoint=DIR] [force] [yes] | setup cancel",
+    usage = "setup [ace-step|ace-step-1.5] [checkpoint=DIR] [precision=auto|fp16|fp32] [force] [yes]"
+      .. " | setup cancel",
     run = function(args)
       if args[1] == "cancel" then
         require("lofi").cancel_install(function(err, cancelled)
@@ -207,7 +220,12 @@ M.subcommands = {
         names[#names + 1] = "cancel"
         return names
       end
-      return { "checkpoint=", "force", "yes" }
+      if arglead:find("^precision=") then
+        return vim.tbl_map(function(p)
+          return "precision=" .. p
+        end, PRECISIONS)
+      end
+      return { "checkpoint=", "precision=", "force", "yes" }
     end,
   },
   config = {

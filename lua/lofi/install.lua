@@ -13,6 +13,7 @@ local M = {}
 ---@field backend? string "ace-step" (default) or "ace-step-1.5"; both can be installed
 ---@field checkpoint? string a local checkpoint folder (offline install, no download)
 ---@field force? boolean reinstall even when a valid installation is present
+---@field precision? "auto"|"fp16"|"fp32" the graph set to export (auto: fp16 with a CUDA GPU)
 ---@field yes? boolean agree to the download without asking
 
 ---@class lofi.SetupJob
@@ -64,6 +65,9 @@ local function request_setup(job, confirm)
   end
   if job.opts.force then
     params.force = true
+  end
+  if job.opts.precision then
+    params.precision = job.opts.precision
   end
   rpc.request("setup", params, function(err)
     if err and current == job then

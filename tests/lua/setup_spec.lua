@@ -52,6 +52,13 @@ t.describe(":Lofi setup arguments", function()
     opts, err = commands.parse_setup({ "ace-step", "now" })
     t.eq(opts, nil)
     t.contains(err, '"now"')
+    t.eq(
+      commands.parse_setup({ "ace-step-1.5", "precision=fp16" }),
+      { backend = "ace-step-1.5", precision = "fp16" }
+    )
+    opts, err = commands.parse_setup({ "ace-step", "precision=bf16" })
+    t.eq(opts, nil)
+    t.contains(err, "auto, fp16, fp32")
   end)
 end)
 
