@@ -6,6 +6,9 @@ The 1.5 flags (``--lyrics``, ``--lyrics-file``, ``--language``, ``--bpm``, ``--k
 parameter at the default, and one given for v1 is refused by
 :meth:`~lofi_daemon.pipeline.params.GenerationParams.validate` (INVALID_PARAMETER naming the
 parameter and the backend) before any model is loaded.
+
+Also the residency options shared by ``serve`` and ``bench`` (``--keep-loaded``,
+``--idle-unload``; docs/residency.md).
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from lofi_daemon.errors import LofiError
 from lofi_daemon.model import backends
 from lofi_daemon.model.manifest import MANIFEST_NAME
 from lofi_daemon.paths import default_models_dir
+from lofi_daemon.pipeline.residency import (
+    DEFAULT_IDLE_TIMEOUT_SEC,
+    KEEP_LOADED_MODES,
+    ResidencyConfig,
+)
 
 #: flag -> the GenerationParams field it sets (``--lyrics-file`` sets ``lyrics`` too).
 TURBO_FLAGS: Final = {
@@ -121,3 +129,54 @@ def resolve_backend(requested: str | None, models: Path | None) -> tuple[str, Pa
     ]
     backend = installed[0] if len(installed) == 1 else backends.DEFAULT_BACKEND
     return backend, backends.backend_models_dir(backend, v1_dir)
+
+
+def _keep_loaded(text: str) -> str:
+    if text.lower() not in KEEP_LOADED_MODES:
+        raise argparse.ArgumentTypeError(f"use one of {', '.join(KEEP_LOADED_MODES)}")
+    return text.lower()
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be above 0")
+    return value
+
+
+def add_keep_loaded_arguments(
+    parser: argparse.ArgumentParser, *, default: str = "auto", idle: bool = True
+) -> None:
+    """``--keep-loaded [auto|true|false]`` (a bare ``--keep-loaded`` is ``true``, as the old
+    flag) and, with ``idle``, ``--idle-unload SECONDS``; read back with :func:`residency_config`.
+    """
+    parser.add_argument(
+        "--keep-loaded",
+        type=_keep_loaded,
+        nargs="?",
+        const="true",
+        default=default,
+        metavar="{auto,true,false}",
+        help="keep the denoiser loaded between generations: auto while memory allows, true "
+        f"always, false never (default: {default}; a bare --keep-loaded is true)",
+    )
+    if idle:
+        parser.add_argument(
+            "--idle-unload",
+            type=_seconds,
+            default=DEFAULT_IDLE_TIMEOUT_SEC,
+            metavar="SECONDS",
+            help="with --keep-loaded auto: drop the denoiser after this long without a "
+            f"generation (default: {DEFAULT_IDLE_TIMEOUT_SEC:g})",
+        )
+
+
+def residency_config(args: argparse.Namespace) -> ResidencyConfig:
+    """The residency settings of parsed :func:`add_keep_loaded_arguments` options."""
+    return ResidencyConfig(
+        mode=args.keep_loaded,
+        idle_timeout_sec=getattr(args, "idle_unload", DEFAULT_IDLE_TIMEOUT_SEC),
+    )

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from lofi_daemon import __version__
+from lofi_daemon.cli.generate_args import add_keep_loaded_arguments
 from lofi_daemon.errors import LofiError
 from lofi_daemon.model.backends import NAMES
 from lofi_daemon.paths import default_cache_dir, default_log_dir, default_models_dir
+from lofi_daemon.pipeline.residency import DEFAULT_IDLE_TIMEOUT_SEC, ResidencyConfig
 from lofi_daemon.service.cache import DEFAULT_MAX_BYTES, TrackCache
 from lofi_daemon.service.jobs import DEFAULT_QUEUE_LIMIT, GenerationEngine
 from lofi_daemon.service.server import DaemonServer
@@ -53,7 +55,8 @@ class ServeConfig:
     threads: int | None = None
     queue_limit: int = DEFAULT_QUEUE_LIMIT
     cache_max_bytes: int = DEFAULT_MAX_BYTES
-    keep_loaded: bool = False
+    keep_loaded: str = "auto"  # the residency policy: auto, true or false (docs/residency.md)
+    idle_unload_sec: float = DEFAULT_IDLE_TIMEOUT_SEC
     log_level: str = DEFAULT_LOG_LEVEL
     log_stderr: bool = False
     log_file: Path | None = None
@@ -165,11 +168,7 @@ def add_serve_arguments(
         help=f"backend of a generate that names none: {', '.join(NAMES)} (default: the only "
         "installed one, else ace-step)",
     )
-    parser.add_argument(
-        "--keep-loaded",
-        action="store_true",
-        help="keep the model sessions loaded between generations",
-    )
+    add_keep_loaded_arguments(parser)
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -198,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         queue_limit=args.queue_limit,
         cache_max_bytes=args.cache_max_bytes,
         keep_loaded=args.keep_loaded,
+        idle_unload_sec=args.idle_unload,
         log_level=getattr(args, "log_level", DEFAULT_LOG_LEVEL),
         log_stderr=args.log_stderr,
         log_file=args.log_file,
@@ -259,7 +259,7 @@ def _default_engine(config: ServeConfig) -> GenerationEngine:
         config.models_dir,
         provider=config.provider,
         threads=config.threads,
-        keep_loaded=config.keep_loaded,
+        keep_loaded=ResidencyConfig(config.keep_loaded, config.idle_unload_sec),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ from lofi_daemon.pipeline.encode import (
     load_mel_frontend,
 )
 from lofi_daemon.pipeline.installed import ModelDirectory
+from lofi_daemon.pipeline.memory import MemoryProbe
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.pipeline.progress import ProgressCallback, ProgressTracker, StageTimer
+from lofi_daemon.pipeline.residency import Residency, ResidencyConfig, Scheduler, thread_timer
 from lofi_daemon.pipeline.sampling import diffuse, encode_conditions, encode_units, task_scheduler
 from lofi_daemon.pipeline.sessions import GraphRunner, SessionPool
 from lofi_daemon.pipeline.source import SourceAudio, load_audio
@@ -87,19 +90,31 @@ class Engine:
         *,
         provider: str = "auto",
         threads: int | None = None,
-        keep_loaded: bool = False,
+        keep_loaded: bool | str | ResidencyConfig = False,
         decode: DecodeSettings | None = None,
+        memory_probe: MemoryProbe | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        schedule: Scheduler = thread_timer,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.provider = provider
         self.threads = threads
-        self.keep_loaded = keep_loaded
+        self.keep_loaded = ResidencyConfig.of(keep_loaded)
         self.decode_settings = decode or DecodeSettings()
         self._sessions = SessionPool(provider, threads)
         self._installed = ModelDirectory(self.models_dir, load_manifest)
         self._stale = False  # the files changed: drop the tokenizer and sessions before a run
         self._tokenizer: PromptTokenizer | None = None
         self._lock = threading.Lock()  # one generation at a time
+        self._residency = Residency(
+            self._sessions,
+            self.keep_loaded,
+            "denoiser",
+            self.drop_idle,
+            probe=memory_probe,
+            clock=clock,
+            schedule=schedule,
+        )
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -123,12 +138,30 @@ class Engine:
         """Providers that actually ran (safe to call from another thread during a generation)."""
         return self._sessions.providers_in_use()
 
+    def session_load_times(self) -> dict[str, float]:
+        """Graph name → wall seconds of its most recent session creation (any thread)."""
+        return self._sessions.load_times()
+
     def status(self) -> dict[str, Any]:
         """The installation's state as on disk now (the model files are re-checked each time)."""
         return self._installed.status(self.providers_in_use())
 
+    def residency_status(self) -> dict[str, Any]:
+        """What is resident and why (``status``; any thread; see docs/residency.md)."""
+        return self._residency.status()
+
+    def drop_idle(self) -> None:
+        """The idle timer's callback: drop the kept graph when idle long enough; does nothing
+        while a generation runs (it re-arms the timer when it ends)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._residency.drop_if_idle()
+        finally:
+            self._lock.release()
+
     def close(self) -> None:
-        self._sessions.clear()
+        self._residency.clear()
 
     def reload(self) -> None:
         """Forget the cached manifest, tokenizer and resident sessions (after a new install).
@@ -139,10 +172,10 @@ class Engine:
             self._installed.forget()
             self._stale = False
             self._tokenizer = None
-            self._sessions.clear()
+            self._residency.clear()
 
     def _runner(self, graph: str, *, resident: bool = False) -> GraphRunner:
-        return self._sessions.runner(graph, self.manifest.graph_path(graph), resident=resident)
+        return self._residency.runner(graph, self.manifest, resident=resident)
 
     # -- the pipeline ------------------------------------------------------------------------------
     def generate(
@@ -177,10 +210,13 @@ class Engine:
             if self._stale:
                 self._stale = False
                 self._tokenizer = None
-                self._sessions.clear()
-            return self._generate(
-                params, Path(out_path), progress, cancel, initial_noise, retake_noise, source
-            )
+                self._residency.clear()
+            try:
+                return self._generate(
+                    params, Path(out_path), progress, cancel, initial_noise, retake_noise, source
+                )
+            finally:
+                self._residency.after_generation()
 
     def _generate(
         self,
@@ -254,10 +290,10 @@ class Engine:
         conditions = encode_conditions(self._runner, self._tokenizer, params, constants, encoded)
         timer.add("encode", t0)
 
-        # noise → latents (denoiser loaded for all steps, dropped unless keep_loaded)
+        # noise → latents (denoiser loaded for all steps, then kept or dropped: residency policy)
         t0 = time.monotonic()
         noises = draw_noises(params, constants, layout, initial_noise, retake_noise)
-        denoiser = self._runner("denoiser", resident=self.keep_loaded)
+        denoiser = self._residency.kept_runner(manifest)
 
         def on_step(i: int) -> None:
             tracker.check_cancel()

@@ -3,7 +3,7 @@
 The daemon starts with the v1 engine (``lofi-daemon serve`` builds it); the engine of every other
 backend (:data:`lofi_daemon.model.backends.BACKENDS`) is made on first use over its own model
 folder (:func:`~lofi_daemon.model.backends.backend_models_dir`, beside the v1 one) with the v1
-engine's provider, threads and keep-loaded settings, and kept. Making an engine loads nothing: the
+engine's provider, threads and residency policy (``keep_loaded``), and kept. Making an engine loads nothing: the
 engines read their model folder when asked for their status or a generation.
 
 A request without a ``backend`` runs on the configured one (``serve --backend``), else on the
@@ -51,6 +51,20 @@ def default_factory(name: str, folder: Path, base: GenerationEngine) -> Generati
         threads=getattr(base, "threads", None),
         keep_loaded=getattr(base, "keep_loaded", False),
     )
+
+
+def residency_of(engines: list[tuple[str, GenerationEngine]]) -> dict[str, dict[str, Any]]:
+    """Name → ``engine.residency_status()`` for the engines that have one (never raises)."""
+    shown: dict[str, dict[str, Any]] = {}
+    for name, engine in engines:
+        method = getattr(engine, "residency_status", None)
+        if not callable(method):
+            continue
+        try:
+            shown[name] = method()
+        except Exception:
+            log.exception("the %s engine residency status failed", name)
+    return shown
 
 
 class BackendEngines:
@@ -137,6 +151,13 @@ class BackendEngines:
             log.exception("the %s engine status failed", name)
             return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
         return state if isinstance(state, dict) else {"status": "error", "message": "bad status"}
+
+    def residency(self) -> dict[str, dict[str, Any]]:
+        """Backend → what its engine keeps loaded and why (``status``), for the engines made so
+        far that have a residency policy (:mod:`lofi_daemon.pipeline.residency`)."""
+        with self._lock:
+            engines = list(self._engines.items())
+        return residency_of(engines)
 
     def resolve(self, requested: object = None) -> str:
         """The backend a request runs on: ``requested``, else the configured one, else the only

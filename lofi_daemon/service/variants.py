@@ -14,6 +14,7 @@ from typing import Any
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.service.backend_engines import residency_of
 from lofi_daemon.service.job_types import GenerationEngine
 
 EngineFactory = Callable[[Path], GenerationEngine]
@@ -54,6 +55,12 @@ class VariantEngines:
             if engine is None:
                 engine = self._engines[folder] = self._factory(folder)
             return engine
+
+    def residency(self) -> dict[str, dict[str, Any]]:
+        """``variant:<name>`` → what that variant's engine keeps loaded and why (``status``)."""
+        with self._lock:
+            engines = [(f"variant:{folder.name}", e) for folder, e in self._engines.items()]
+        return residency_of(engines)
 
     def close(self) -> None:
         with self._lock:

@@ -7,7 +7,8 @@ DiT-only text2music (``acestep/core/generation/handler``: ``_prepare_text_condit
 generate_audio``; ``tiled_decode``; ``normalize_audio``), with numpy and ONNX Runtime only.
 
 Sessions: the text and condition encoders are created for one generation and dropped, the DiT is
-kept for all steps (and between generations with ``keep_loaded``), the VAE decoder stays resident.
+kept for all steps (and between generations as the residency policy decides,
+:mod:`lofi_daemon.pipeline.residency`), the VAE decoder stays resident.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from lofi_daemon.model import turbo_layout as tl
 from lofi_daemon.pipeline import audio
 from lofi_daemon.pipeline.engine import GenerationResult
 from lofi_daemon.pipeline.installed import ModelDirectory
+from lofi_daemon.pipeline.memory import MemoryProbe
 from lofi_daemon.pipeline.params import GenerationParams
 from lofi_daemon.pipeline.progress import ProgressCallback, ProgressTracker, StageTimer
+from lofi_daemon.pipeline.residency import Residency, ResidencyConfig, Scheduler, thread_timer
 from lofi_daemon.pipeline.sessions import GraphRunner, SessionPool
 from lofi_daemon.turbo import decode, geometry, prompt
 from lofi_daemon.turbo.conditions import encode_conditions
@@ -92,18 +96,30 @@ class TurboEngine:
         *,
         provider: str = "auto",
         threads: int | None = None,
-        keep_loaded: bool = False,
+        keep_loaded: bool | str | ResidencyConfig = False,
+        memory_probe: MemoryProbe | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        schedule: Scheduler = thread_timer,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.provider = provider
         self.threads = threads
-        self.keep_loaded = keep_loaded
+        self.keep_loaded = ResidencyConfig.of(keep_loaded)
         self._sessions = SessionPool(provider, threads)
         self._installed = ModelDirectory(self.models_dir, load_turbo_manifest)
         self._stale = False  # files changed: drop the tokenizer, arrays and sessions before a run
         self._tokenizer: TurboTokenizer | None = None
         self._arrays: Arrays | None = None
         self._lock = threading.Lock()  # one generation at a time
+        self._residency = Residency(
+            self._sessions,
+            self.keep_loaded,
+            tl.GRAPH_DIT,
+            self.drop_idle,
+            probe=memory_probe,
+            clock=clock,
+            schedule=schedule,
+        )
 
     # -- models ---------------------------------------------------------------------------------
     @property
@@ -123,12 +139,30 @@ class TurboEngine:
         """Providers that actually ran (safe to call from another thread during a generation)."""
         return self._sessions.providers_in_use()
 
+    def session_load_times(self) -> dict[str, float]:
+        """Graph name → wall seconds of its most recent session creation (any thread)."""
+        return self._sessions.load_times()
+
     def status(self) -> dict[str, Any]:
         """The installation's state as on disk now (the model files are re-checked each time)."""
         return self._installed.status(self.providers_in_use())
 
+    def residency_status(self) -> dict[str, Any]:
+        """What is resident and why (``status``; any thread; see docs/residency.md)."""
+        return self._residency.status()
+
+    def drop_idle(self) -> None:
+        """The idle timer's callback: drop the kept graph when idle long enough; does nothing
+        while a generation runs (it re-arms the timer when it ends)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._residency.drop_if_idle()
+        finally:
+            self._lock.release()
+
     def close(self) -> None:
-        self._sessions.clear()
+        self._residency.clear()
 
     def reload(self) -> None:
         """Forget the manifest, tokenizer, arrays and resident sessions (after a new install).
@@ -143,10 +177,10 @@ class TurboEngine:
         self._installed.forget()
         self._tokenizer = None
         self._arrays = None
-        self._sessions.clear()
+        self._residency.clear()
 
     def _runner(self, graph: str, *, resident: bool = False) -> GraphRunner:
-        return self._sessions.runner(graph, self.manifest.graph_path(graph), resident=resident)
+        return self._residency.runner(graph, self.manifest, resident=resident)
 
     # -- the pipeline ------------------------------------------------------------------------------
     def generate(
@@ -186,7 +220,10 @@ class TurboEngine:
             if self._stale:
                 self._stale = False
                 self._forget()
-            return self._generate(params, Path(out_path), progress, cancel, initial_noise)
+            try:
+                return self._generate(params, Path(out_path), progress, cancel, initial_noise)
+            finally:
+                self._residency.after_generation()
 
     def _generate(
         self,
@@ -244,9 +281,9 @@ class TurboEngine:
         )
         timer.add("encode", t0)
 
-        # noise → latents: 8 Euler steps (DiT loaded for all of them, kept with keep_loaded)
+        # noise → latents: 8 Euler steps (DiT loaded for all of them, then kept or dropped)
         t0 = time.monotonic()
-        dit = self._runner(tl.GRAPH_DIT, resident=self.keep_loaded)
+        dit = self._residency.kept_runner(manifest)
         velocity = dit_velocity(
             dit.first, encoder_states, geometry.context_latents(arrays.silence_latent, frames)
         )

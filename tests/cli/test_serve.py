@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from lofi_daemon import __main__ as cli
 from lofi_daemon.cli import serve
 from lofi_daemon.cli.serve import ServeConfig, config_from_args
 from lofi_daemon.paths import default_cache_dir, default_models_dir
+from lofi_daemon.pipeline.residency import ResidencyConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGS = [
@@ -26,6 +28,7 @@ FLAGS = [
     "--queue-limit",
     "--cache-max-bytes",
     "--keep-loaded",
+    "--idle-unload",
     "--backend",
     "--log-level",
     "--log-file",
@@ -67,7 +70,8 @@ def test_serve_is_a_subcommand_with_the_documented_defaults() -> None:
         threads=None,
         queue_limit=5,
         cache_max_bytes=2 * 1024**3,
-        keep_loaded=False,
+        keep_loaded="auto",
+        idle_unload_sec=600.0,
         log_level="INFO",
         log_stderr=False,
         log_file=None,
@@ -84,6 +88,7 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
         "--queue-limit", "2",
         "--cache-max-bytes", "0",
         "--keep-loaded",
+        "--idle-unload", "30",
         "--log-level", "warning",
         "--log-file", str(tmp_path / "d.log"),
         "--log-stderr",
@@ -96,12 +101,35 @@ def test_every_flag_reaches_the_config(tmp_path: Path) -> None:
         threads=3,
         queue_limit=2,
         cache_max_bytes=0,
-        keep_loaded=True,
+        keep_loaded="true",  # a bare --keep-loaded, as the old flag
+        idle_unload_sec=30.0,
         log_level="WARNING",
         log_stderr=True,
         log_file=tmp_path / "d.log",
         backend="ace-step-1.5",
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "mode"),
+    [
+        ([], "auto"),
+        (["--keep-loaded"], "true"),
+        (["--keep-loaded", "--threads", "2"], "true"),
+        (["--keep-loaded", "FALSE"], "false"),
+        (["--keep-loaded=auto"], "auto"),
+    ],
+)
+def test_keep_loaded_takes_a_mode_or_stands_alone(argv: list[str], mode: str) -> None:
+    config = config_from_args(parse("serve", *argv))
+    assert config.keep_loaded == mode
+
+
+def test_the_engine_gets_the_residency_settings(tmp_path: Path) -> None:
+    args = parse("serve", "--models", str(tmp_path), "--keep-loaded", "auto", "--idle-unload", "5")
+    engine: Any = serve._default_engine(config_from_args(args))
+    assert engine.keep_loaded == ResidencyConfig("auto", 5.0)
+    assert engine.residency_status()["idle_unload_sec"] == 5.0
 
 
 def test_the_subcommand_and_serve_main_take_the_same_options(tmp_path: Path) -> None:
@@ -141,6 +169,9 @@ def test_log_level_before_or_after_serve(argv: list[str], level: str) -> None:
         (["--log-level", "loud"], "--log-level: invalid choice: 'LOUD'"),
         (["--backend", "musicgen"], "--backend: invalid choice: 'musicgen'"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["--keep-loaded", "sometimes"], "--keep-loaded: use one of auto, true, false"),
+        (["--idle-unload", "0"], "--idle-unload: must be above 0"),
+        (["--idle-unload", "soon"], "--idle-unload: not a number of seconds: 'soon'"),
     ],
 )
 def test_bad_values_are_usage_errors(

@@ -12,6 +12,7 @@ import pytest
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
 from lofi_daemon.pipeline import providers as providers_module
+from lofi_daemon.pipeline import sessions as sessions_module
 from lofi_daemon.pipeline.sessions import GraphRunner, SessionPool
 
 CPU = "CPUExecutionProvider"
@@ -193,3 +194,23 @@ def test_errors_from_session_creation_pass_through(
         pool.runner("vocoder", tmp_path / "v.onnx", resident=True)
     assert info.value.code == errors.MODEL_NOT_FOUND
     assert pool.providers_in_use() == [CPU]
+
+
+def test_load_times_record_the_latest_creation_per_graph(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = _fake_create(monkeypatch)
+    clock = iter([10.0, 12.5, 20.0, 20.25, 30.0, 31.0])
+    monkeypatch.setattr(sessions_module.time, "perf_counter", lambda: next(clock))
+    pool = SessionPool("cpu")
+    assert pool.load_times() == {}
+    pool.runner("denoiser", tmp_path / "d.onnx")  # not resident: still timed
+    pool.runner("vocoder", tmp_path / "v.onnx", resident=True)
+    assert pool.load_times() == {"denoiser": 2.5, "vocoder": 0.25}
+    pool.runner("vocoder", tmp_path / "v.onnx", resident=True)  # resident: not created again
+    pool.runner("denoiser", tmp_path / "d.onnx")  # the most recent creation wins
+    assert pool.load_times() == {"denoiser": 1.0, "vocoder": 0.25}
+    assert len(fake.calls) == 3
+    copy = pool.load_times()
+    copy["x"] = 1.0
+    assert "x" not in pool.load_times()  # a copy, not the pool's own dict

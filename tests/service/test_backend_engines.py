@@ -125,3 +125,25 @@ def test_use_replaces_only_other_backends(tmp_path: Path) -> None:
     assert engines.engine(TURBO) is double
     with pytest.raises(ValueError):
         engines.use("ace-step", double)
+
+
+@dataclass
+class ResidentEngine(EngineWithDir):
+    """An engine double with a residency policy (``residency_status``), or a broken one."""
+
+    broken: bool = False
+
+    def residency_status(self) -> dict[str, object]:
+        if self.broken:
+            raise RuntimeError("boom")
+        return {"mode": "auto", "resident": [], "last_drop": None}
+
+
+def test_residency_lists_the_engines_made_that_have_a_policy(tmp_path: Path) -> None:
+    v1 = ResidentEngine(models_dir=tmp_path / "ace-step")
+    engines = BackendEngines(v1, factory=Factory())
+    assert engines.residency() == {"ace-step": {"mode": "auto", "resident": [], "last_drop": None}}
+    engines.engine(TURBO)  # a double without residency_status: not listed
+    assert list(engines.residency()) == ["ace-step"]
+    v1.broken = True  # a failing engine is left out, never an error
+    assert engines.residency() == {}

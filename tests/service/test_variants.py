@@ -68,3 +68,19 @@ def test_an_unknown_variant_fails_in_the_reply(
     daemon.server.handlers.variants = VariantEngines(base, lambda folder: FakeEngine())
     assert error_code(daemon.client.call("generate", {**GEN, "variant": variant})) == code
     assert base.calls == []
+
+
+class ResidentEngine(FakeEngine):
+    def residency_status(self) -> dict[str, object]:
+        return {"mode": "auto", "resident": [], "last_drop": None}
+
+
+def test_the_variants_engines_residency_is_listed_by_variant(tmp_path: Path) -> None:
+    base = FakeEngine()
+    base.models_dir = tmp_path / "models"  # type: ignore[attr-defined]
+    engines = VariantEngines(base, lambda folder: ResidentEngine())
+    assert engines.residency() == {}  # none made yet
+    engines.get("jazz")
+    assert engines.residency() == {
+        "variant:jazz": {"mode": "auto", "resident": [], "last_drop": None}
+    }
