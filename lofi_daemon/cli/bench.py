@@ -6,7 +6,9 @@ task over a grid of source lengths and extension lengths: the cost of encoding e
 which grows with the whole extended length (source + extension). ``--radio N`` times the radio's
 segments (:mod:`lofi_daemon.cli.bench_radio`). ``--backend NAME`` (repeatable) times backends side
 by side (:mod:`lofi_daemon.cli.bench_backends`). The report is one JSON object on stdout (a table or
-a summary also goes to stderr, for reading).
+a summary also goes to stderr, for reading). Every report also gives the session-creation seconds
+per graph, the peak device memory and, off CPU, the node placement
+(:mod:`lofi_daemon.cli.bench_figures`); text2music runs give the real-time factor per phase.
 """
 
 from __future__ import annotations
@@ -24,8 +26,18 @@ import numpy as np
 
 from lofi_daemon import errors
 from lofi_daemon.cli.bench_backends import add_backend_bench_arguments, bench_backends
+from lofi_daemon.cli.bench_figures import (
+    PHASES,
+    add_figure_arguments,
+    add_figures,
+    loads_in_run,
+    memory_monitor,
+    print_figures,
+    rtf_per_phase,
+)
 from lofi_daemon.cli.bench_radio import add_radio_arguments, bench_radio, check_radio_args
 from lofi_daemon.cli.generate import add_engine_arguments
+from lofi_daemon.cli.generate_args import add_keep_loaded_arguments
 from lofi_daemon.errors import LofiError
 from lofi_daemon.paths import default_models_dir
 from lofi_daemon.pipeline.decode import DecodeSettings
@@ -94,7 +106,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="checkpoint folder, to time the project's torch modules too (needs the export extra)",
     )
-    p.add_argument("--keep-loaded", action="store_true", help="keep the denoiser loaded")
+    add_keep_loaded_arguments(p, default="false", idle=False)
+    add_figure_arguments(p)
     add_radio_arguments(p)
     add_backend_bench_arguments(p)
     add_engine_arguments(p)
@@ -128,10 +141,13 @@ def run_bench(args: argparse.Namespace) -> int:
         print(json.dumps(bench_backends(args), indent=2))
         return 0
     radio = check_radio_args(args)
+    if args.runs < 1:
+        raise LofiError(errors.INVALID_PARAMETER, f"--runs must be at least 1, got {args.runs}")
     extend = args.task == "extend"
     if extend:
         sources = _seconds_list(args.sources, "--sources")
         extensions = _seconds_list(args.extensions, "--extensions")
+    monitor = memory_monitor(args.provider)
     engine = Engine(
         args.models or default_models_dir(),
         provider=args.provider,
@@ -139,6 +155,7 @@ def run_bench(args: argparse.Namespace) -> int:
         keep_loaded=args.keep_loaded,
         decode=DecodeSettings(),
     )
+    monitor.start()
     if radio is not None:
         report = bench_radio(
             engine, radio, prompt=BENCH_PROMPT, steps=args.steps, scheduler=args.scheduler
@@ -155,8 +172,11 @@ def run_bench(args: argparse.Namespace) -> int:
             runs=args.runs,
             scheduler=args.scheduler,
         )
+    monitor.stop()
     report["providers"] = engine.providers_in_use()
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    add_figures(report, engine, monitor, args)
+    print_figures(report)
     if args.checkpoint is not None:
         report["onnx_vs_torch"] = compare_with_torch(
             args.checkpoint,
@@ -177,24 +197,36 @@ def bench_text2music(
     params = GenerationParams(
         prompt=BENCH_PROMPT, duration_sec=duration, seed=0, infer_steps=steps, scheduler=scheduler
     )
-    rows: list[dict[str, float | None]] = []
+    rows: list[dict[str, Any]] = []
+    audio_sec = duration
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(runs):
+            loads_before = engine.session_load_times()
             result = engine.generate(params, Path(tmp) / f"bench-{run}.wav")
             diffusion = result.timings["diffusion"]
+            audio_sec = result.duration_sec
+            load_sec = loads_in_run(loads_before, engine.session_load_times())
             rows.append(
                 {
                     **result.timings,
                     "denoiser_steps_per_sec": params.infer_steps / diffusion if diffusion else None,
                     "real_time_factor": result.duration_sec / result.timings["total"],
+                    "rtf": rtf_per_phase(result.timings, result.duration_sec),
+                    "session_load_sec": round(load_sec, 4),
+                    "rtf_total_without_loads": round(
+                        audio_sec / max(result.timings["total"] - load_sec, 1e-9), 2
+                    ),
                 }
             )
+    mean = {phase: sum(float(row[phase]) for row in rows) / len(rows) for phase in PHASES}
     return {
         "task": "text2music",
         "duration_sec": duration,
         "steps": steps,
         "scheduler": scheduler,
         "runs": rows,
+        "mean_sec": {phase: round(sec, 4) for phase, sec in mean.items()},
+        "rtf": rtf_per_phase(mean, audio_sec),
     }
 
 

@@ -5,7 +5,9 @@ child process of its own (``python -m lofi_daemon.cli.bench_backends``), so that
 (``getrusage(RUSAGE_SELF)`` in the child) is that backend's alone. v1 runs ``--steps`` steps
 (default 27); ACE-Step 1.5 turbo always runs its 8. The report gives per backend the encode,
 diffusion, decode and total seconds of each run and their means, seconds per audio second, the
-peak RSS and the providers, and the ratio of every backend to the first one named.
+peak RSS and the providers, and the ratio of every backend to the first one named; also the
+session-creation seconds per graph, the real-time factor per phase, the peak device memory and, off
+CPU, the node placement (:mod:`lofi_daemon.cli.bench_figures`).
 
 ``--backend NAME`` uses the backend's own model folder, beside ``--models`` (the v1 folder, as for
 ``serve``); ``--backend NAME=DIR`` names the model folder.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from lofi_daemon import errors
+from lofi_daemon.cli.bench_figures import add_figures, memory_monitor, print_figures, rtf_per_phase
 from lofi_daemon.errors import LofiError
 from lofi_daemon.model import backends
 from lofi_daemon.paths import default_models_dir
@@ -115,6 +118,7 @@ def bench_backends(args: argparse.Namespace) -> dict[str, Any]:
             "provider": args.provider,
             "threads": args.threads,
             "keep_loaded": args.keep_loaded,
+            "check_placement": getattr(args, "check_placement", None),
         }
         LOG.info("timing %s (%s)", name, folder)
         results.append(_run_child(job))
@@ -125,6 +129,9 @@ def bench_backends(args: argparse.Namespace) -> dict[str, Any]:
         "ratios": ratios(results),
     }
     _print_table(results)
+    for result in results:
+        sys.stderr.write(f"{result['backend']}:\n")
+        print_figures(result)
     return report
 
 
@@ -172,12 +179,13 @@ def time_backend(job: dict[str, Any]) -> dict[str, Any]:
 
     name, folder = job["backend"], Path(job["models_dir"])
     engine = _engine(name, folder, job)
+    monitor = memory_monitor(job["provider"])
     fields: dict[str, Any] = {"prompt": BENCH_PROMPT, "duration_sec": job["duration"], "seed": 0}
     if name == backends.V1.name:
         fields["infer_steps"] = job["steps"]
     params = GenerationParams.from_dict({**fields, "backend": name})
     runs: list[dict[str, float]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, monitor:
         for run in range(job["runs"]):
             result = engine.generate(params, Path(tmp) / f"bench-{run}.wav")
             timings = {phase: float(result.timings[phase]) for phase in PHASES}
@@ -189,6 +197,12 @@ def time_backend(job: dict[str, Any]) -> dict[str, Any]:
             )
             audio_sec = result.duration_sec
     mean = {phase: round(sum(r[phase] for r in runs) / len(runs), 4) for phase in PHASES}
+    providers = engine.providers_in_use()  # before add_figures closes the engine
+    figures: dict[str, Any] = {"rtf": rtf_per_phase(mean, audio_sec)}
+    settings = argparse.Namespace(
+        provider=job["provider"], threads=job["threads"], check_placement=job.get("check_placement")
+    )
+    add_figures(figures, engine, monitor, settings)
     return {
         "backend": name,
         "models_dir": str(folder),
@@ -199,7 +213,8 @@ def time_backend(job: dict[str, Any]) -> dict[str, Any]:
         "mean": mean,
         "sec_per_audio_sec": round(mean["total"] / audio_sec, 4),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "providers": engine.providers_in_use(),
+        "providers": providers,
+        **figures,
     }
 
 

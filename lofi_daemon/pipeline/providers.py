@@ -64,9 +64,16 @@ def requested_providers(choice: str, available: Sequence[str] | None = None) -> 
     return [name] if name == CPU else [name, CPU]
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
+#: Session config entry that makes onnxruntime record which provider runs each node
+#: (:mod:`lofi_daemon.pipeline.placement`); set for sessions on a provider other than CPU.
+RECORD_ASSIGNMENT = "session.record_ep_graph_assignment_info"
+
+
+def session_options(threads: int | None, *, record_placement: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if record_placement:
+        options.add_session_config_entry(RECORD_ASSIGNMENT, "1")
     if threads:
         options.intra_op_num_threads = int(threads)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -117,7 +124,9 @@ def create_session(
     ort.set_default_logger_severity(4)
     try:
         session = ort.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=providers
+            str(path),
+            sess_options=session_options(threads, record_placement=providers[0] != CPU),
+            providers=providers,
         )
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         if len(providers) > 1 and providers[0] != CPU:
@@ -161,8 +170,22 @@ def create_session(
         _warn_once(
             f"fallback:{providers[0]}", "%s is not usable, running on CPU%s", providers[0], hint
         )
+    if got[0] != CPU:
+        _check_placement(path, session)
     log.debug("%s: running on %s", path.name, ", ".join(got))
     return session
+
+
+def _check_placement(path: Path, session: ort.InferenceSession) -> None:
+    """Warn, naming them, about heavy nodes that onnxruntime left on CPU in a GPU session."""
+    from lofi_daemon.pipeline.placement import placement_from_assignment, warn_heavy_on_cpu
+
+    try:
+        info = session.get_provider_graph_assignment_info()
+    except Exception as exc:  # noqa: BLE001 - an older onnxruntime: nothing to check with
+        log.debug("%s: no node placement (%s)", path.name, errors.first_line(exc, 200))
+        return
+    warn_heavy_on_cpu(path.stem, placement_from_assignment(info, session.get_providers()))
 
 
 # -- probing which providers work ----------------------------------------------------------------

@@ -187,3 +187,45 @@ def test_working_providers_probes_each_provider_once(monkeypatch: pytest.MonkeyP
     for _ in range(3):
         providers.working_providers([CUDA, CPU])
     assert created == [[CUDA, CPU]]
+
+
+class _Node:
+    def __init__(self, name: str, op_type: str) -> None:
+        self.name, self.op_type = name, op_type
+
+
+class _Subgraph:
+    def __init__(self, ep_name: str, nodes: list[_Node]) -> None:
+        self.ep_name, self._nodes = ep_name, nodes
+
+    def get_nodes(self) -> list[_Node]:
+        return self._nodes
+
+
+class _GpuSession:
+    """What a CUDA session reports when onnxruntime left a MatMul on CPU."""
+
+    def get_providers(self) -> list[str]:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def get_provider_graph_assignment_info(self) -> list[_Subgraph]:
+        return [
+            _Subgraph("CUDAExecutionProvider", [_Node("attn_0", "MatMul")]),
+            _Subgraph("CPUExecutionProvider", [_Node("shape_0", "Shape"), _Node("ff_3", "MatMul")]),
+        ]
+
+
+def test_a_gpu_session_names_the_heavy_nodes_left_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="lofi_daemon.pipeline.placement"):
+        providers._check_placement(Path("denoiser.onnx"), _GpuSession())  # type: ignore[arg-type]
+    assert "denoiser: 1 heavy node(s) run on CPU instead of CUDAExecutionProvider" in caplog.text
+    assert "ff_3 (MatMul)" in caplog.text and "shape_0" not in caplog.text
+
+
+def test_gpu_sessions_record_their_placement() -> None:
+    assert (
+        providers.session_options(1, record_placement=True).get_session_config_entry(
+            providers.RECORD_ASSIGNMENT
+        )
+        == "1"
+    )
