@@ -41,6 +41,7 @@ from lofi_daemon.service.radio_handlers import RadioHandlers
 from lofi_daemon.service.rpc import Handler, MessageWriter, Reply
 from lofi_daemon.service.sources import SOURCE_PARAMS, ResolvedSource, resolve_source
 from lofi_daemon.service.track_ids import track_id_for
+from lofi_daemon.service.track_read import TrackReader
 from lofi_daemon.service.variants import VariantEngines
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ METHODS: Final = {
     "backends.list": "backends_list",
     "tracks.list": "tracks_list",
     "tracks.delete": "tracks_delete",
+    "tracks.read": "tracks_read",
     "setup.cancel": "setup_cancel",
 }
 # Deprecated name -> the method it stands for (answered the same; logged once per daemon).
@@ -156,6 +158,7 @@ class Handlers:
         self.engine = engine
         self.backends = backends or BackendEngines(engine)
         self.cache = cache
+        self.tracks_read = TrackReader(cache).read
         self.runner = runner
         self.setup_runner = setup_runner
         self.writer = writer
@@ -191,7 +194,12 @@ class Handlers:
 
     def status(self, params: dict[str, Any]) -> dict[str, Any]:
         check_params(params, (), "status")
-        return {**self.runner.snapshot(), "setup": self.setup_runner.snapshot()}
+        residency = {**self.backends.residency(), **self.variants.residency()}
+        return {
+            **self.runner.snapshot(),
+            "setup": self.setup_runner.snapshot(),
+            "residency": residency,
+        }
 
     def generate(self, params: dict[str, Any]) -> Reply:
         backend = self.backends.resolve(params.get("backend"))

@@ -78,6 +78,8 @@ function M.command(cfg)
           string.format("daemon.cmd[1] %q is not an executable", argv[1])
         )
     end
+  elseif type(d.remote) == "string" then
+    argv = { "ssh", d.remote, "lofi-daemon" } -- `:help lofi-remote`
   else
     local path, tried = M.find_executable()
     if not path then
@@ -89,14 +91,16 @@ function M.command(cfg)
     end
     argv = { path }
   end
-  table.insert(argv, "serve")
+  if argv[#argv] ~= "serve" then -- {"ssh", "gpu-box", "lofi-daemon", "serve"} names it already
+    table.insert(argv, "serve")
+  end
   if d.models_dir then
     vim.list_extend(argv, { "--models", paths.expand(d.models_dir) })
   end
   if d.cache_dir then
     vim.list_extend(argv, { "--cache-dir", paths.expand(d.cache_dir) })
   end
-  if d.log_file ~= false then
+  if d.log_file ~= false and not (d.remote and d.log_file == nil) then -- remote: its default
     vim.list_extend(argv, { "--log-file", paths.expand(d.log_file or log.daemon_path()) })
   end
   return vim.list_extend(argv, d.args or {}), nil

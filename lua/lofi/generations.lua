@@ -143,6 +143,27 @@ local function maybe_autoplay(gen, track)
   return player.autoplay(track)
 end
 
+--- A finished track (its path readable here): events, progress, autoplay, the waiters.
+---@param track lofi.Track
+local function complete(track)
+  local gen = remove(track.track_id)
+  state.last_track = track
+  user.protect("generation_complete", function()
+    events.emit("generation_complete", track)
+    M.refresh_progress()
+    local not_played = maybe_autoplay(gen, track)
+    if config.get().notify then
+      local level = not_played and vim.log.levels.WARN or nil
+      user.notify(text.ready_message(track) .. player.ready_suffix(track, not_played), level)
+    elseif not_played then
+      user.notify(not_played, vim.log.levels.WARN)
+    end
+  end)
+  for _, waiter in ipairs(gen and gen.waiters or {}) do
+    finish(waiter, nil, track)
+  end
+end
+
 --- Handlers of the daemon's `generation_*` notifications, by method (`lofi.routing` calls
 --- them for notifications that carry a `track_id`).
 ---@type table<string, fun(params: table)>
@@ -168,24 +189,8 @@ M.handlers = {
     M.refresh_progress()
   end,
   generation_complete = function(params)
-    local gen = remove(params.track_id)
-    ---@type lofi.Track
-    local track = params
-    state.last_track = track
-    user.protect("generation_complete", function()
-      events.emit("generation_complete", track)
-      M.refresh_progress()
-      local not_played = maybe_autoplay(gen, track)
-      if config.get().notify then
-        local level = not_played and vim.log.levels.WARN or nil
-        user.notify(text.ready_message(track) .. player.ready_suffix(track, not_played), level)
-      elseif not_played then
-        user.notify(not_played, vim.log.levels.WARN)
-      end
-    end)
-    for _, waiter in ipairs(gen and gen.waiters or {}) do
-      finish(waiter, nil, track)
-    end
+    -- from the daemon's machine first, when its path is not readable here (`lofi.remote`)
+    require("lofi.remote").localize(params, complete)
   end,
   generation_error = function(params)
     local gen = remove(params.track_id)

@@ -62,6 +62,9 @@ local function check_daemon(cfg)
   health.ok(
     string.format("daemon %s answered ping (pid %s)", tostring(pong.version), tostring(pong.pid))
   )
+  if cfg.daemon.remote then
+    health.info("remote daemon: tracks are fetched into " .. require("lofi.remote").dir())
+  end
   return true
 end
 

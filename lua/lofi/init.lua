@@ -107,7 +107,7 @@ end
 ---@param cb fun(err: lofi.Error?, tracks: lofi.Track[]?)
 function M.tracks(cb)
   rpc.request("tracks.list", nil, function(err, result)
-    cb(err, not err and result and result.tracks or nil)
+    cb(err, not err and result and require("lofi.remote").known(result.tracks) or nil)
   end)
 end
 
@@ -161,11 +161,14 @@ end
 ---@param track lofi.Track
 ---@param opts? {loop?: boolean}
 local function play_now(track, opts)
-  local _, err = player.play(track, opts)
-  redraw.statusline()
-  if err then
-    user.notify_error(err)
-  end
+  -- a track of a daemon on another machine plays from its fetched copy (`lofi.remote`)
+  require("lofi.remote").localize(track, function()
+    local _, err = player.play(track, opts)
+    redraw.statusline()
+    if err then
+      user.notify_error(err)
+    end
+  end)
 end
 
 --- Play a track: a track table, a file path, a track id or a cached track's prompt (the most

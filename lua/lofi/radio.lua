@@ -323,10 +323,17 @@ M.handlers = {
     }
     station.segments[segment.index] = segment
     table.insert(station.entries, segment.index)
-    station.player:append(segment.path, function(err)
-      if err then
-        log.warn("radio: the player did not take %s: %s", segment.path, err)
+    -- from the daemon's machine first, in order, when its path is not readable here
+    require("lofi.remote").localize_path(segment.track_id, segment.path, function(path)
+      if station.ended then
+        return
       end
+      segment.path = path
+      station.player:append(path, function(err)
+        if err then
+          log.warn("radio: the player did not take %s: %s", path, err)
+        end
+      end)
     end)
     stations.set_buffer(station, params.buffer_ahead_sec, uv.now())
     if segment.kind == "generated" then

@@ -3,6 +3,8 @@
 
 ---@class (exact) lofi.DaemonConfig
 ---@field cmd? string[] runs `lofi-daemon` ("serve" and the flags are appended; see :h lofi-config)
+---@field remote? string|boolean the daemon's machine ("gpu-box": `ssh gpu-box lofi-daemon`; true:
+---   remote, `cmd` given): tracks are fetched over the connection (see :h lofi-remote)
 ---@field models_dir? string passed as `--models`
 ---@field cache_dir? string passed as `--cache-dir`
 ---@field log_file? string|false passed as `--log-file`; false: the daemon's own default
@@ -113,6 +115,7 @@
 ---@class lofi.Track
 ---@field track_id? string
 ---@field path string
+---@field daemon_path? string the daemon's path when `path` is a fetched copy (`lofi.remote`)
 ---@field prompt? string
 ---@field duration_sec? number
 ---@field sample_rate? integer

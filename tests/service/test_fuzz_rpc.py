@@ -44,6 +44,7 @@ KNOWN_METHODS = [
     "get_backends",
     "tracks.list",
     "tracks.delete",
+    "tracks.read",
     "setup",
     "setup.cancel",
 ]  # shutdown is left out: it would end the run

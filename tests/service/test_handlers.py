@@ -26,6 +26,24 @@ def test_ping(make_daemon: MakeDaemon) -> None:
     assert result == {"status": "ok", "version": __version__, "pid": os.getpid()}
 
 
+@dataclass
+class ResidentEngine(FakeEngine):
+    def residency_status(self) -> dict[str, Any]:
+        return {
+            "mode": "auto",
+            "idle_unload_sec": 600.0,
+            "resident": [{"graph": "denoiser", "bytes": 3, "reason": "fits", "idle_drop_in_s": 9}],
+            "last_drop": None,
+        }
+
+
+def test_status_shows_what_each_backend_keeps_loaded(make_daemon: MakeDaemon) -> None:
+    assert make_daemon().client.result("status")["residency"] == {}  # no policy: nothing shown
+    status = make_daemon(ResidentEngine()).client.result("status")
+    assert status["residency"] == {"ace-step": ResidentEngine().residency_status()}
+    assert status["running"] is None and status["setup"] is None
+
+
 def test_generate_is_answered_before_any_notification(make_daemon: MakeDaemon) -> None:
     client = make_daemon().client
     reply = client.call("generate", {**GEN, "seed": 11})
