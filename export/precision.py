@@ -18,7 +18,8 @@ The rule is decided from the graph, one node at a time (:func:`plan_fp16`):
     of rank ≤ 1 (the per-sample timestep; sinusoidal features and their MLP), which is cheap and
     feeds every block's modulation;
   - any matrix product with a weight that fp16 cannot hold (a magnitude over 65504). A weight that
-    an fp32 node reads too is stored once, in fp32, and cast for the fp16 node.
+    an fp32 node reads too (other than for its shape) is stored once, in fp32, and cast for the
+    fp16 node.
 
 Graph inputs and outputs keep their fp32 types, so the runtime feeds both precisions the same
 arrays. ONNX Runtime runs such a graph on CPU too (it falls back to fp32 kernels where it has no
@@ -44,6 +45,8 @@ from .onnx_writer import ExportedGraph
 log = logging.getLogger(__name__)
 
 FP16_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose"})
+#: Ops that read only a tensor's shape: they do not care whether a weight is stored in fp16.
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 FP16_MAX = 65504.0
 #: Tensors smaller than this stay inside the graph file (as ``onnx.save_model`` does by default):
 #: onnxruntime's shape inference reads small int64 shape/axes tensors and cannot from external data.
@@ -140,7 +143,9 @@ def plan_fp16(model: onnx.ModelProto, read: WeightReader) -> Fp16Plan:
         # A weight that an fp32 node reads too stays fp32 on disk; the fp16 node gets a Cast of
         # it (which ONNX Runtime folds into a constant at load).
         plan.weights.update(
-            name for name in stored if all(c.name in accepted for c in consumers[name])
+            name
+            for name in stored
+            if all(c.name in accepted or c.op_type in SHAPE_ONLY_OPS for c in consumers[name])
         )
     return plan
 

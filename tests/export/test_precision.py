@@ -50,6 +50,7 @@ def _graph(tmp_path: Path, *, big: float = 1.0) -> Path:
         helper.make_node("Add", ["mixed", "temb3"], ["y0"], name="modulate"),
         helper.make_node("MatMul", ["y0", "w_big"], ["y1"], name="big"),
         helper.make_node("MatMul", ["y1", "s"], ["y2"], name="shared_a"),
+        helper.make_node("Shape", ["w"], ["w_shape"], name="w_shape"),  # reads no values
         helper.make_node("ReduceSum", ["s"], ["s_sum"], name="shared_b", keepdims=0),  # fp32 too
         helper.make_node("Add", ["y2", "s_sum"], ["y3"], name="out"),
     ]
