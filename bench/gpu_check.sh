@@ -146,6 +146,13 @@ for precision in "${PRECISIONS[@]}"; do
     "${THREAD_ARGS[@]}"
 done
 
+# 3b. fp16 vs fp32 graph by graph on the same provider (on a GPU the fp16 products really run
+# in fp16; on CPU onnxruntime computes them in fp32 from the fp16 weights).
+if [ -e "$M16/manifest.json" ]; then
+  step precision bash -c '"$@" > "$0"' "$WORK/precision.json" \
+    "$PYTHON" -m lofi_export compare-precision "$M32" "$M16" --provider "$PROVIDER"
+fi
+
 # 4. PyTorch eager on the same weights, bf16, on the GPU (CPU for --provider cpu).
 if [ "$SKIP_TORCH" = 0 ] && [ -e "$M32/manifest.json" ]; then
   device=cuda; [ "$PROVIDER" = cpu ] && device=cpu

@@ -163,6 +163,8 @@ def summary(args: argparse.Namespace) -> dict[str, Any]:
         "steps": steps,
         "onnxruntime": ort,
         "torch": torch_report,
+        # fp16 vs fp32 graph by graph on the benchmark's provider (lofi-export compare-precision)
+        "precision": _read(work / "precision.json"),
         "not_measured": [
             *(
                 f"onnxruntime {p}"

@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--duration", type=float, default=None, help="also generate this many seconds with each"
     )
+    check.add_argument(
+        "--provider", default="cpu", help="ONNX Runtime provider for the graphs (as lofi-daemon)"
+    )
     return parser
 
 
@@ -178,7 +181,9 @@ def _run(args: argparse.Namespace, events: ProgressFn | None) -> int:
         elif args.command == "compare-precision":
             from .precision_check import precision_report
 
-            report = precision_report(args.fp32_dir, args.fp16_dir, args.frames, args.duration)
+            report = precision_report(
+                args.fp32_dir, args.fp16_dir, args.frames, args.duration, args.provider
+            )
             print(json.dumps(report, indent=1))
         elif _backend_of(args.checkpoint_dir) == MODEL_TURBO:
             path = _onnx_turbo(args, events)

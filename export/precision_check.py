@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import soundfile
+
+from lofi_daemon.pipeline.providers import create_session, requested_providers
 
 from .errors import ExportError
 
@@ -64,23 +65,25 @@ def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * float(np.log10(signal / noise))
 
 
-def compare_graphs(fp32_dir: Path, fp16_dir: Path, frames: int = 16) -> dict[str, Any]:
-    """Per graph: ``snr_db``, ``max_abs`` and the precision of each directory."""
+def compare_graphs(
+    fp32_dir: Path, fp16_dir: Path, frames: int = 16, provider: str = "cpu"
+) -> dict[str, Any]:
+    """Per graph: ``snr_db``, ``max_abs`` and the fp32 output's RMS, both sets run on
+    ``provider`` (as ``lofi-daemon --provider`` names it)."""
     a, b = _manifest(fp32_dir), _manifest(fp16_dir)
     turbo = a.get("backend") == "ace-step-1.5"
     report: dict[str, Any] = {}
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     for name, entry in a["graphs"].items():
         if name not in b["graphs"]:
             raise ExportError(f"{fp16_dir}: has no graph {name!r}")
         feeds = _feeds(entry["inputs"], frames, turbo, seed=len(report))
         outs = []
         for models, manifest in ((fp32_dir, a), (fp16_dir, b)):
-            session = ort.InferenceSession(
-                str(models / manifest["graphs"][name]["file"]),
-                options,
-                providers=["CPUExecutionProvider"],
+            session = create_session(
+                models / manifest["graphs"][name]["file"],
+                requested_providers(provider),
+                None,
+                strict=provider != "auto",
             )
             outs.append(session.run(None, feeds)[0])
             del session
@@ -129,7 +132,11 @@ def compare_audio(fp32_dir: Path, fp16_dir: Path, duration: float, seed: int = 3
 
 
 def precision_report(
-    fp32_dir: Path, fp16_dir: Path, frames: int = 16, duration: float | None = None
+    fp32_dir: Path,
+    fp16_dir: Path,
+    frames: int = 16,
+    duration: float | None = None,
+    provider: str = "cpu",
 ) -> dict[str, Any]:
     a, b = _manifest(fp32_dir), _manifest(fp16_dir)
     report: dict[str, Any] = {
@@ -139,7 +146,8 @@ def precision_report(
             "fp32": sum(int(f["size"]) for f in a["files"].values()),
             "fp16": sum(int(f["size"]) for f in b["files"].values()),
         },
-        "graphs": compare_graphs(fp32_dir, fp16_dir, frames),
+        "provider": provider,
+        "graphs": compare_graphs(fp32_dir, fp16_dir, frames, provider),
     }
     if duration is not None:
         report["audio_snr_db"] = round(compare_audio(fp32_dir, fp16_dir, duration), 2)

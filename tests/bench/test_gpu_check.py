@@ -52,6 +52,7 @@ def test_gpu_check_runs_whole_on_cpu(
         "export_fp16",
         "bench_fp32",
         "bench_fp16",
+        "precision",
         "torch",
     ]
     assert all(s["rc"] == 0 and s["sec"] >= 0 for s in figures["steps"])
@@ -69,6 +70,9 @@ def test_gpu_check_runs_whole_on_cpu(
         assert set(ort["session_load_sec"]) >= {"text_encoder", "denoiser", "vocoder"}
         assert ort["device_memory"]["peak_mib"] is None and ort["device_memory"]["reason"]
         assert ort["heavy_on_cpu_count"] == 0 and "denoiser" in ort["placement"]
+    precision = figures["precision"]
+    assert precision["provider"] == "cpu" and precision["fp16"]["precision"] == "fp16"
+    assert precision["graphs"]["denoiser"]["snr_db"] > 30
     torch = figures["torch"]
     assert torch["dtype"] == "bfloat16" and torch["device"] == "cpu" and torch["steps"] == 3
     assert 4.5 < torch["audio_sec"] <= 5.0
