@@ -222,3 +222,17 @@ def warn_heavy_on_cpu(graph: str, placement: Placement, limit: int = 12) -> None
             placement.requested[0],
             shown,
         )
+
+
+def check_session(graph: str, session: Any) -> None:
+    """Warn, naming them, about heavy nodes that onnxruntime left on CPU in a session created on
+    another provider (with :data:`.providers.RECORD_ASSIGNMENT`); nothing on a CPU session."""
+    got = session.get_providers()
+    if not got or got[0] == CPU:
+        return
+    try:
+        info = session.get_provider_graph_assignment_info()
+    except Exception as exc:  # noqa: BLE001 - an older onnxruntime: nothing to check with
+        log.debug("%s: no node placement (%s)", graph, errors.first_line(exc, 200))
+        return
+    warn_heavy_on_cpu(graph, placement_from_assignment(info, got))

@@ -65,7 +65,8 @@ def requested_providers(choice: str, available: Sequence[str] | None = None) -> 
 
 
 #: Session config entry that makes onnxruntime record which provider runs each node
-#: (:mod:`lofi_daemon.pipeline.placement`); set for sessions on a provider other than CPU.
+#: (:mod:`lofi_daemon.pipeline.placement`, checked by :class:`.sessions.SessionPool`); set for
+#: sessions on a provider other than CPU.
 RECORD_ASSIGNMENT = "session.record_ep_graph_assignment_info"
 
 
@@ -170,22 +171,8 @@ def create_session(
         _warn_once(
             f"fallback:{providers[0]}", "%s is not usable, running on CPU%s", providers[0], hint
         )
-    if got[0] != CPU:
-        _check_placement(path, session)
     log.debug("%s: running on %s", path.name, ", ".join(got))
     return session
-
-
-def _check_placement(path: Path, session: ort.InferenceSession) -> None:
-    """Warn, naming them, about heavy nodes that onnxruntime left on CPU in a GPU session."""
-    from lofi_daemon.pipeline.placement import placement_from_assignment, warn_heavy_on_cpu
-
-    try:
-        info = session.get_provider_graph_assignment_info()
-    except Exception as exc:  # noqa: BLE001 - an older onnxruntime: nothing to check with
-        log.debug("%s: no node placement (%s)", path.name, errors.first_line(exc, 200))
-        return
-    warn_heavy_on_cpu(path.stem, placement_from_assignment(info, session.get_providers()))
 
 
 # -- probing which providers work ----------------------------------------------------------------

@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.pipeline import placement as node_placement
 from lofi_daemon.pipeline import providers as provider_choice
 
 
@@ -108,6 +109,7 @@ class SessionPool:
             path, self._providers, self.threads, strict=self.provider != "auto"
         )
         elapsed = time.perf_counter() - started
+        node_placement.check_session(graph, session)
         got = session.get_providers()
         if self._providers[0] not in got:
             self._providers = [got[0]]  # the preferred provider failed once: stop retrying it

@@ -17,6 +17,7 @@ from lofi_daemon.errors import LofiError
 from lofi_daemon.pipeline import providers
 from lofi_daemon.pipeline.engine import Engine
 from lofi_daemon.pipeline.params import GenerationParams
+from lofi_daemon.pipeline.placement import check_session
 from lofi_daemon.pipeline.providers import create_session, requested_providers
 
 CPU = "CPUExecutionProvider"
@@ -217,7 +218,7 @@ class _GpuSession:
 
 def test_a_gpu_session_names_the_heavy_nodes_left_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="lofi_daemon.pipeline.placement"):
-        providers._check_placement(Path("denoiser.onnx"), _GpuSession())  # type: ignore[arg-type]
+        check_session("denoiser", _GpuSession())
     assert "denoiser: 1 heavy node(s) run on CPU instead of CUDAExecutionProvider" in caplog.text
     assert "ff_3 (MatMul)" in caplog.text and "shape_0" not in caplog.text
 
