@@ -27,7 +27,7 @@ from lofi_daemon.model.manifest import load_manifest
 #: One progress callback call: (phase, done, total, percent, message).
 Event = tuple[str, int, int, float, str]
 
-# argv: SOURCE MODE --log-level INFO onnx CHECKPOINT OUT --force --progress json,
+# argv: SOURCE MODE --log-level INFO onnx CHECKPOINT OUT --force --precision P --progress json,
 # MODE in ok|hang|corrupt|fail.
 FAKE_EXPORTER = """
 import hashlib, json, os, shutil, sys, time
@@ -35,7 +35,8 @@ from pathlib import Path
 
 source, mode, args = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 assert args[:3] == ["--log-level", "INFO", "onnx"], args
-assert args[5:] == ["--force", "--progress", "json"], args
+assert args[5:7] == ["--force", "--precision"] and args[7] in ("fp32", "fp16"), args
+assert args[8:] == ["--progress", "json"], args
 checkpoint, out = Path(args[3]), Path(args[4])
 
 

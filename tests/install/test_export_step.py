@@ -29,11 +29,12 @@ from lofi_daemon.install.export_step import (
     EXPORTED_GRAPHS,
     ExportEvent,
     export_checkpoint,
+    exporter_command,
     parse_event,
 )
 from lofi_daemon.install.extra import INSTALL_HINT
 from lofi_daemon.install.installer import run_install
-from lofi_daemon.install.options import InstallOptions
+from lofi_daemon.install.options import InstallOptions, resolve_precision
 from lofi_daemon.install.progress import Reporter
 
 # The start of every scripted exporter: its arguments, and emit() for one progress line.
@@ -182,7 +183,8 @@ def test_progress_comes_from_the_json_lines(scripted: Scripted) -> None:
     args = scripted.argv()
     assert args[:3] == ["--log-level", "INFO", "onnx"]
     assert args[3:5] == [str(scripted.tmp_path / "checkpoint"), str(scripted.out)]
-    assert args[5:] == ["--force", "--progress", "json"]
+    # auto: fp16 where a CUDA GPU works, else fp32
+    assert args[5:] == ["--force", "--precision", resolve_precision("auto"), "--progress", "json"]
     export = assert_monotonic(scripted.events, "export")
     assert [e[1] for e in export] == [0, 1, 2, 3, 4, 5, 6, 6]
     assert all(e[2] == EXPORTED_GRAPHS for e in export)
@@ -328,3 +330,15 @@ def test_an_exporter_that_cannot_start_is_a_setup_error(
     assert "cannot start" in info.value.message
     assert_not_installed(models)
     assert leftovers(models) == set()
+
+
+def test_the_exporter_is_told_the_precision_except_for_a_variant(tmp_path: Path) -> None:
+    options = InstallOptions(models_dir=tmp_path / "m", precision="fp16", exporter=("x",))
+    args = exporter_command(options, tmp_path / "ck", tmp_path / "out")
+    assert args[args.index("--precision") + 1] == "fp16"
+    variant = exporter_command(options, tmp_path / "ck", tmp_path / "out", ["--base", "b"])
+    assert "--precision" not in variant  # a variant has its base's precision
+    assert resolve_precision("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "fp16"
+    assert resolve_precision("auto", ["CPUExecutionProvider"]) == "fp32"
+    with pytest.raises(LofiError, match="unknown precision 'bf16'"):
+        InstallOptions(models_dir=tmp_path / "m", precision="bf16")

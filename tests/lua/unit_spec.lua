@@ -350,7 +350,10 @@ t.describe(":Lofi", function()
     t.eq(commands.complete("", "Lofi "), commands.names())
     t.eq(commands.complete("st", "Lofi st"), { "status", "stop" })
     t.eq(commands.complete("", "Lofi setup "), { "ace-step", "ace-step-1.5", "cancel" })
-    t.eq(commands.complete("", "Lofi setup ace-step "), { "checkpoint=", "force", "yes" })
+    t.eq(
+      commands.complete("", "Lofi setup ace-step "),
+      { "checkpoint=", "precision=", "force", "yes" }
+    )
     t.eq(commands.complete("", "Lofi config "), { "backend", "variant" })
     t.eq(commands.complete("", "Lofi config backend "), { "ace-step", "ace-step-1.5", "default" })
     t.eq(commands.complete("sch", "Lofi generate calm sch"), { "scheduler=" })
