@@ -33,6 +33,17 @@ _EXCLUSIVE_CREATE: Final = (
 )
 
 
+#: Reading a file the daemon did not necessarily write: never through a symlink, never hanging on
+#: a FIFO named like one of ours, not inherited by children.
+SAFE_READ_FLAGS: Final = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
 def temp_path(path: Path) -> Path:
     """A new, unpredictable temporary sibling of ``path`` (hidden, ``.tmp``)."""
     return path.with_name(f".{path.name}.{secrets.token_hex(16)}.tmp")

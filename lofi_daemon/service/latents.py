@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from lofi_daemon.fsutil import write_bytes_atomic
+from lofi_daemon.fsutil import SAFE_READ_FLAGS, write_bytes_atomic
 
 if TYPE_CHECKING:  # numpy is imported when latents are used: `serve` starts without it
     import numpy as np
@@ -29,14 +29,6 @@ LATENT_HEIGHT: Final = 16
 MAX_LATENT_FRAMES: Final = 2583  # 240 s: int(240·44100/4096) + 1
 #: A larger file is not ours: [1, 8, 16, 2583] float32 is 1.3 MB plus a small header.
 MAX_LATENTS_BYTES: Final = 4 * LATENT_CHANNELS * LATENT_HEIGHT * MAX_LATENT_FRAMES + 4096
-
-_OPEN_FLAGS: Final = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
 
 
 def latents_bytes(latents: np.ndarray) -> bytes:
@@ -91,7 +83,7 @@ def read_latents(path: Path) -> tuple[np.ndarray, bytes] | None:
     import numpy as np
 
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, SAFE_READ_FLAGS)
     except FileNotFoundError:
         return None
     except OSError as exc:

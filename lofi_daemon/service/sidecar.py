@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeGuard
 
+from lofi_daemon.fsutil import SAFE_READ_FLAGS
 from lofi_daemon.pipeline.params import FORMATS, MAX_SEED, TASKS
 from lofi_daemon.service.track_ids import TRACK_ID_CHARS, is_track_id
 
@@ -30,13 +31,6 @@ TRACK_FILE_RE: Final = re.compile(
     rf"(?P<id>[0-9a-f]{{{TRACK_ID_CHARS}}})\.(?P<ext>json|latents\.npy|{'|'.join(FORMATS)})"
 )
 
-_OPEN_FLAGS: Final = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)  # a FIFO named like a sidecar must not hang the daemon
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
 
 # Public fields -> what each must be (checked by _check_fields).
 _STRINGS: Final = ("prompt", "model_version", "backend")
@@ -108,7 +102,7 @@ def read_sidecar(path: Path, track_id: str) -> tuple[dict[str, Any], os.stat_res
             :data:`MAX_SIDECAR_BYTES`, or does not hold valid metadata for ``track_id``.
     """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, SAFE_READ_FLAGS)
     except FileNotFoundError:
         raise
     except OSError as exc:  # ELOOP: a symlink (O_NOFOLLOW); EISDIR, EACCES, ...

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from lofi_daemon import errors
 from lofi_daemon.errors import LofiError
+from lofi_daemon.fsutil import SAFE_READ_FLAGS
 from lofi_daemon.service.cache import TrackCache
 from lofi_daemon.service.method_params import check_params
 
@@ -31,13 +32,6 @@ PARAMS: Final = ("track_id", "offset", "length")
 MAX_READ_BYTES: Final = 1024 * 1024
 _HASH_BLOCK: Final = 1024 * 1024
 _MEMO_ENTRIES: Final = 64
-_OPEN_FLAGS: Final = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
 
 _Key = tuple[str, int, int]
 
@@ -126,7 +120,7 @@ class TrackReader:
         if entry is None:
             raise LofiError(errors.TRACK_NOT_FOUND, f"no cached track {track_id[:64]!r}")
         try:
-            fd = os.open(entry.path, _OPEN_FLAGS)
+            fd = os.open(entry.path, SAFE_READ_FLAGS)
         except OSError as exc:
             raise LofiError(
                 errors.TRACK_NOT_FOUND, f"the audio of {track_id} cannot be opened: {exc}"
