@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import onnx
@@ -177,23 +177,7 @@ def _write_initializers(
             if handle is None:
                 model.graph.initializer.append(numpy_helper.from_array(array, name=name))
                 continue
-            tensor = TensorProto(
-                name=name, data_type=_onnx_dtype(array.dtype), dims=list(array.shape)
-            )
-            tensor.data_location = TensorProto.EXTERNAL
-            pad = -offset % 64
-            handle.write(b"\0" * pad)
-            offset += pad
-            raw = array.tobytes()
-            handle.write(raw)
-            for key, val in (
-                ("location", location),
-                ("offset", str(offset)),
-                ("length", str(len(raw))),
-            ):
-                entry = tensor.external_data.add()
-                entry.key, entry.value = key, val
-            offset += len(raw)
+            tensor, offset = append_external(handle, offset, name, array, location)
             model.graph.initializer.append(tensor)
         if handle is not None:
             handle.flush()
@@ -201,6 +185,24 @@ def _write_initializers(
     finally:
         if handle is not None:
             handle.close()
+
+
+def append_external(
+    handle: BinaryIO, offset: int, name: str, array: np.ndarray, location: str
+) -> tuple[TensorProto, int]:
+    """Append ``array`` to the external-data file ``handle`` (now at ``offset``), 64-byte aligned;
+    return its initializer (pointing at ``location``) and the file's new end."""
+    tensor = TensorProto(name=name, data_type=_onnx_dtype(array.dtype), dims=list(array.shape))
+    tensor.data_location = TensorProto.EXTERNAL
+    pad = -offset % 64
+    handle.write(b"\0" * pad)
+    offset += pad
+    raw = array.tobytes()
+    handle.write(raw)
+    for key, val in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, val
+    return tensor, offset + len(raw)
 
 
 def _name_output_dims(model: onnx.ModelProto, output_dims: dict[str, dict[int, str]]) -> None:

@@ -40,7 +40,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import ExportError
-from .onnx_writer import ExportedGraph
+from .onnx_writer import ExportedGraph, append_external
 
 log = logging.getLogger(__name__)
 
@@ -229,23 +229,7 @@ def _write_weights(
             if handle is None or data_path is None or array.nbytes < INLINE_BELOW_BYTES:
                 model.graph.initializer.append(numpy_helper.from_array(array, tensor.name))
                 continue
-            out = TensorProto(
-                name=tensor.name,
-                data_type=helper.np_dtype_to_tensor_dtype(array.dtype),
-                dims=list(array.shape),
-            )
-            out.data_location = TensorProto.EXTERNAL
-            pad = -offset % 64
-            handle.write(b"\0" * pad)
-            offset += pad
-            raw = array.tobytes()
-            handle.write(raw)
-            for key, value in (("location", data_path.name), ("offset", str(offset))):
-                entry = out.external_data.add()
-                entry.key, entry.value = key, value
-            entry = out.external_data.add()
-            entry.key, entry.value = "length", str(len(raw))
-            offset += len(raw)
+            out, offset = append_external(handle, offset, tensor.name, array, data_path.name)
             model.graph.initializer.append(out)
         if handle is not None:
             handle.flush()
